@@ -1,0 +1,18 @@
+"""Errors meant for the person at the keyboard.
+
+Anything a user can cause (bad input, a missing file, an impossible setting) raises
+`GlassError` with a one-line message that says what to do. The CLI prints it as
+`error: ...` and exits non-zero; library users can catch it.
+"""
+
+
+class GlassError(Exception):
+    """A one-line, user-facing error: bad input, not a bug."""
+
+
+class ConfigError(GlassError, ValueError):
+    """An impossible or unknown model/training setting."""
+
+
+class CheckpointError(GlassError):
+    """A run directory that is missing, incomplete or corrupt."""

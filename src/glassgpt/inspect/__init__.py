@@ -1,0 +1,1 @@
+"""inspect stage of the glassgpt pipeline."""
