@@ -75,7 +75,7 @@ class Tokenizer:
 
         vocab = files.read_ranks(path)
         if not isinstance(special_tokens, dict):
-            special_tokens = {name: len(vocab) + i for i, name in enumerate(_unique(special_tokens))}
+            special_tokens = {name: len(vocab) + i for i, name in enumerate(unique_names(special_tokens))}
         return BPETokenizer(vocab, pattern, special_tokens)
 
     @classmethod
@@ -222,7 +222,8 @@ def utf8(text: str) -> bytes:
             "clean the text first, e.g. text.encode('utf-8', 'replace').decode()") from None
 
 
-def _unique(names) -> list[str]:
+def unique_names(names) -> list[str]:
+    """Special-token names as a list (one name alone is fine), refusing repeats."""
     names = [names] if isinstance(names, str) else list(names or ())
     if len(set(names)) != len(names):
         raise GlassError(f"special tokens repeat a name: {names}")
