@@ -312,6 +312,10 @@ def test_empty_corpus(texts):
     one_line_error(Tokenizer.train, texts, 300, match="empty")
 
 
+def test_corpus_of_non_strings():
+    one_line_error(Tokenizer.train, [b"bytes"], 300, match="must be strings, got bytes")
+
+
 def test_empty_char_corpus():
     one_line_error(Tokenizer.chars, "", match="empty")
 

@@ -52,6 +52,8 @@ def count_pieces(texts, pattern, specials_splitter=None, progress=None) -> Count
     counts: Counter = Counter()
     with _bar(progress, desc="counting pieces", unit="text") as bar:
         for text in texts:
+            if not isinstance(text, str):
+                raise GlassError(f"training texts must be strings, got {type(text).__name__}")
             chunks = specials_splitter.split(text)[::2] if specials_splitter else (text,)
             for chunk in chunks:
                 counts.update(pattern.findall(chunk))
