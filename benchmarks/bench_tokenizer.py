@@ -114,7 +114,7 @@ def main() -> None:
     ref = best_time(lambda: hf_train(train_docs, 4096))
     rows.append((f"train 4,096 ids on {train_mb:.1f} MB prose (s)", ours, ref, "tokenizers", ours / ref, "<= 3x"))
 
-    rank_corpus = stdlib_sources(8 * MB) + rest
+    rank_corpus = stdlib_sources(10 * MB) + rest
     rank_mb = sum(map(len, rank_corpus)) / MB
     start = time.perf_counter()
     tok = Tokenizer.train(rank_corpus, 50257, progress=False)
