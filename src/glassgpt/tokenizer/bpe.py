@@ -10,6 +10,7 @@ typical encode is a regex scan plus one dict lookup per piece.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 
 from ..errors import GlassError
 from . import files
@@ -105,8 +106,7 @@ def merge_piece(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
 
 def _check_vocab(vocab: list[bytes], ranks: dict[bytes, int]) -> None:
     if len(ranks) != len(vocab):
-        seen: set[bytes] = set()
-        dup = next(t for t in vocab if t in seen or seen.add(t))
+        dup = next(token for token, n in Counter(vocab).items() if n > 1)
         raise GlassError(f"vocabulary lists the token {dup!r} twice")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
