@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pathlib
 import sys
 import sysconfig
@@ -105,6 +106,7 @@ def main() -> None:
 
     print("## tokenizer")
     print(f"CPU: {cpu_description()}")
+    print(f"load average before the run: {os.getloadavg()[0]:.1f} (side-by-side ratios are fairest near 0)")
     paragraphs = english_prose()
     train_docs, rest = take(paragraphs, 1 * MB)
     train_mb = sum(len(d.encode()) + 1 for d in train_docs) / MB
