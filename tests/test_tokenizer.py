@@ -51,8 +51,10 @@ TIKTOKEN_PATTERNS = {
 }
 
 
-def tiktoken_encoding(tok, path):
-    """A tiktoken Encoding over our exported ranks, with tiktoken's spelling of our pattern."""
+@pytest.fixture(scope="module")
+def enc(tok, tmp_path_factory):
+    """tiktoken over the ranks `tok` exported, with tiktoken's spelling of the pattern."""
+    path = tmp_path_factory.mktemp("ranks") / "ranks.tiktoken"
     tok.to_tiktoken(path)
     ranks = tiktoken.load.load_tiktoken_bpe(str(path))
     return tiktoken.Encoding("test", pat_str=TIKTOKEN_PATTERNS[tok.pattern], mergeable_ranks=ranks,
@@ -196,23 +198,20 @@ def test_decode_accepts_numpy_and_torch_ids(tok):
 # --- tiktoken parity --------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", SAMPLES)
-def test_same_ids_as_tiktoken(tok, tmp_path, text):
-    enc = tiktoken_encoding(tok, tmp_path / "ranks.tiktoken")
+def test_same_ids_as_tiktoken(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
     assert tok.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
 
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.lists(st.sampled_from(SAMPLES[1:] + ["  ", "\n", "'s", "ll", "123"]) | any_text, max_size=6).map("".join))
-def test_same_ids_as_tiktoken_on_any_text(tok, tmp_path_factory, text):
-    enc = tiktoken_encoding(tok, tmp_path_factory.mktemp("ranks") / "ranks.tiktoken")
+def test_same_ids_as_tiktoken_on_any_text(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=" \t\n\r\x0b\x0c\u00a0\u3000ab'sSlL1.é-", max_size=40))
-def test_same_ids_as_tiktoken_on_whitespace_and_contractions(tok, tmp_path_factory, text):
-    enc = tiktoken_encoding(tok, tmp_path_factory.mktemp("ranks") / "ranks.tiktoken")
+def test_same_ids_as_tiktoken_on_whitespace_and_contractions(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
 
 
