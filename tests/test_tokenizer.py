@@ -218,7 +218,7 @@ def test_same_ids_as_tiktoken_on_whitespace_and_contractions(tok, enc, text):
 def test_from_tiktoken_reads_what_to_tiktoken_wrote(tok, tmp_path):
     tok.to_tiktoken(tmp_path / "ranks.tiktoken")
     again = Tokenizer.from_tiktoken(tmp_path / "ranks.tiktoken", pattern=tok.pattern)
-    assert again == tok
+    assert again.to_dict() == tok.to_dict()
 
 
 def test_from_tiktoken_with_special_ids_after_a_gap(tok, tmp_path):
@@ -279,14 +279,14 @@ def test_char_round_trip(text):
 def test_save_load_identity(tok, tmp_path):
     tok.save(tmp_path / "tok.json")
     again = Tokenizer.load(tmp_path / "tok.json")
-    assert again == tok and again.special_tokens == tok.special_tokens
+    assert again.to_dict() == tok.to_dict() and again.special_tokens == tok.special_tokens
     assert again.encode(PROSE + UNICODE) == tok.encode(PROSE + UNICODE)
 
 
 def test_save_load_char_identity(tmp_path):
     tok = Tokenizer.chars(UNICODE, special_tokens=("<|endoftext|>",))
     tok.save(tmp_path / "chars.json")
-    assert Tokenizer.load(tmp_path / "chars.json") == tok
+    assert Tokenizer.load(tmp_path / "chars.json").to_dict() == tok.to_dict()
 
 
 def test_the_json_shows_ascii_tokens_as_themselves(tok, tmp_path):

@@ -205,9 +205,6 @@ class Tokenizer:
         """The id of `<|endoftext|>`, or None if this tokenizer has no such token."""
         return self.special_tokens.get(EOT)
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind} vocab_size={self.vocab_size} specials={list(self.special_tokens)}>"
 
