@@ -110,11 +110,13 @@ class Tokenizer:
         raise GlassError(f"a {self.kind} tokenizer has no tiktoken rank file; only BPE tokenizers do")
 
     def to_dict(self) -> dict:
+        """Everything `save` writes besides the format and version: kind, vocab, specials."""
         raise NotImplementedError
 
     # --- encoding -------------------------------------------------------------------------
 
     def encode_ordinary(self, text: str) -> list[int]:
+        """Ids for `text` with special-token names treated as plain text."""
         raise NotImplementedError
 
     def encode(self, text: str, allowed_special="none") -> list[int]:
