@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_generate import tiny_model
+from conftest_generate import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 from glassgpt.cli import COMMANDS
 from glassgpt.errors import GlassError
 
