@@ -30,7 +30,7 @@ from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, token_counts
 from .outputs import Generation, GenerationStats, TokenEvent
 from .prompt_cache import PromptCache
-from .samplers import SamplerChain
+from .samplers import SamplerChain, draw_from
 
 
 class SpeculativeDecoder:
@@ -131,7 +131,7 @@ class SpeculativeDecoder:
             logits = self.draft(ids, kv_cache=cache, last_only=True).logits[:, -1].float()    # (1, V)
             self.stats.draft_forward_passes += 1
             probs = self.draft_chain.probabilities(logits, self.counts_at[-1])
-            token = int(torch.multinomial(probs, 1, generator=self.request.generator))
+            token = int(draw_from(probs, self.request.generator))
             drafted.append(token)
             q.append(probs[0])
             self.counts_at.append(self.counts_at[-1].index_add(1, torch.tensor([token], device=counts.device), torch.ones(1, 1, device=counts.device))
@@ -161,7 +161,7 @@ class SpeculativeDecoder:
                 continue
             residual = (p[i] - q[i]).clamp(min=0)                                            # (V,)
             residual = residual if float(residual.sum()) > 0 else p[i]
-            token = int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+            token = int(draw_from(residual[None], generator))
             return drafted[:i] + [token], i
-        token = int(torch.multinomial(p[len(drafted)], 1, generator=generator))
+        token = int(draw_from(p[len(drafted)][None], generator))
         return drafted + [token], len(drafted)
