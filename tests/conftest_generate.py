@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from glassgpt.model import GPT, GPTConfig
@@ -71,3 +72,13 @@ def tiny_model(seed: int = 0, vocab_size: int | None = None, tokenizer=None, sca
                 if p.dim() > 1:
                     p.mul_(scale)
     return model.eval()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and two busy OpenMP threads on a loaded
+    2-core machine are 10-100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest_generate import ALPHABET, EOT, CharTokenizer, tiny_model
+from conftest_generate import ALPHABET, CharTokenizer, EOT, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 from glassgpt.errors import GlassError
 from glassgpt.generate import generate, stream
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_generate import tiny_model
+from conftest_generate import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 from glassgpt.cli import COMMANDS
 from glassgpt.errors import GlassError
 
@@ -67,6 +68,23 @@ def test_generate_bad_temperature_is_a_glass_error(monkeypatch):
                     tiny_model())
 
 
+def test_play_runs_piped_commands_over_a_session(monkeypatch, capsys):
+    model = tiny_model(scale=4.0)
+    commands = "the cat\n/top 3\n/temp 0\n\n/rewind 4\n/undo\n/rewind 999\n/bogus\n/show\n/quit\nnever read\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(commands))
+    assert run_command("play", ["play", "RUN", "--chunk", "6"], monkeypatch, model) == 0
+    out = capsys.readouterr().out.splitlines()
+    greedy = model.generate("the cat", max_new_tokens=6, temperature=0)[0]
+    assert "[7 tokens]" in out
+    assert sum("█" in line for line in out) == 3                          # /top 3: three bars
+    assert "temperature = 0.0" in out
+    assert any(line.startswith(greedy.text + "   [") for line in out)    # the chunk at T=0 is greedy
+    assert any(line.startswith("error: cannot rewind 999") for line in out)
+    assert any(line.startswith("error: unknown command /bogus") for line in out)
+    assert out[-1] == "the cat" + greedy.text                             # /show after rewind + undo
+    assert not any("never read" in line for line in out)
+
+
 def cli(*argv, stdin: str | None = None):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     return subprocess.run([sys.executable, "-m", "glassgpt", *argv], input=stdin, capture_output=True,
@@ -78,7 +96,7 @@ def run_dir(tmp_path_factory):
     from glassgpt.model import save
     from glassgpt.tokenizer import Tokenizer
 
-    tok = Tokenizer.chars("the quick brown fox jumps over the lazy dog.\n")
+    tok = Tokenizer.chars("the quick brown fox jumps over the lazy dog.\n", special_tokens=("<|endoftext|>",))
     model = tiny_model(scale=4.0, vocab_size=tok.vocab_size, tokenizer=tok)
     return save(model, tmp_path_factory.mktemp("run") / "run"), model
 
@@ -89,5 +107,28 @@ def test_cli_generate_end_to_end(run_dir):
     r = cli("generate", str(path), "--prompt", "the ", "--max-new-tokens", "12", "--temperature", "0")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "the " + model.generate("the ", max_new_tokens=12, temperature=0)[0].text + "\n"
-    bad = cli("generate", str(path), "--prompt", "the", "--top-p", "2")
-    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "top_p" in bad.stderr
+
+
+@needs_tokenizer
+def test_cli_play_with_piped_commands_end_to_end(run_dir):
+    path, model = run_dir
+    r = cli("play", str(path), "--temperature", "0", "--chunk", "5",
+            stdin="the \n\n/top 2\n/rewind 5\n/show\n/rewind 99\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith(model.generate("the ", max_new_tokens=5, temperature=0)[0].text + "   [")
+               for line in lines)
+    assert lines[-2] == "the " and lines[-1].startswith("error: cannot rewind 99")
+
+
+def test_cli_errors_exit_2_with_one_line(monkeypatch, capsys):
+    import glassgpt.model
+    from glassgpt.cli import main
+
+    monkeypatch.setattr(glassgpt.model, "load", lambda path, device="cpu": tiny_model())
+    assert main(["generate", "RUN", "--prompt", "the", "--top-p", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: top_p") and err.count("\n") == 1
+    monkeypatch.setattr(glassgpt.model, "load", lambda path, device="cpu": tiny_model(vocab_size=40))
+    assert main(["play", "RUN"]) == 2
+    assert "no tokenizer.json" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from .decode import generate, generate_batch, stream
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, SamplingParams
+from .session import Session
 
 __all__ = ["generate", "generate_batch", "stream", "Generation", "GenerationStats", "TokenEvent",
-           "TokenLogprob", "Alternative", "PromptCache", "SamplerChain", "SamplingParams"]
+           "TokenLogprob", "Alternative", "PromptCache", "SamplerChain", "SamplingParams", "Session"]

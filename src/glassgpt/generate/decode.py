@@ -146,6 +146,16 @@ class Request:
 
 def encode_prompt(prompt, tokenizer, config) -> list[int]:
     """Text or ids -> ids checked against the vocabulary, cropped from the left to the context."""
+    ids = encode_ids(prompt, tokenizer, config.vocab_size)
+    if len(ids) > config.context_length:
+        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context length "
+                      f"{config.context_length}: keeping the last {config.context_length}", stacklevel=4)
+        ids = ids[-config.context_length:]
+    return ids
+
+
+def encode_ids(prompt, tokenizer, vocab_size: int) -> list[int]:
+    """Text (encoded with special tokens allowed) or ids -> a non-empty list of ids < vocab_size."""
     if isinstance(prompt, str):
         if tokenizer is None:
             raise GlassError("the prompt is text but there is no tokenizer: pass tokenizer=... or token ids")
@@ -159,14 +169,10 @@ def encode_prompt(prompt, tokenizer, config) -> list[int]:
             raise GlassError(f"the prompt must be text or a list of token ids, got {type(prompt).__name__}") from None
     if not ids:
         raise GlassError("the prompt is empty: give at least one token (e.g. '<|endoftext|>')")
-    bad = [i for i in ids if not 0 <= i < config.vocab_size]
+    bad = [i for i in ids if not 0 <= i < vocab_size]
     if bad:
-        raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{config.vocab_size - 1}): "
+        raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{vocab_size - 1}): "
                          f"was the prompt encoded with this model's tokenizer?")
-    if len(ids) > config.context_length:
-        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context length "
-                      f"{config.context_length}: keeping the last {config.context_length}", stacklevel=4)
-        ids = ids[-config.context_length:]
     return ids
 
 

@@ -52,8 +52,6 @@ class GenerationStats:
         self.tokens_per_second = self.new_tokens / seconds if seconds > 0 else 0.0
         if self.drafted is not None:
             self.acceptance_rate = self.accepted / self.drafted if self.drafted else 0.0
-            decode_forwards = self.forward_passes - (1 if self.prefill_tokens else 0)
-            self.tokens_per_target_forward = self.new_tokens / max(1, decode_forwards)
 
 
 @dataclass

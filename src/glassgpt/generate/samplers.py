@@ -28,6 +28,7 @@ import torch
 from ..errors import GlassError
 
 NEG_INF = float("-inf")
+BUCKETS_PER_NAT, N_BUCKETS = 256, 8192     # top_p's buckets: 1/256 nat wide, 32 nats deep
 
 
 # -- the steps, in chain order ------------------------------------------------------------
@@ -66,20 +67,25 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Nucleus filtering (Holtzman et al. 2019): keep the most likely tokens until their
     probabilities add up to at least p.
 
-    Sorting 50k entries every token is slow, so this sorts only the top 64 and widens
-    (x4) until those already hold mass p: exact, and usually one small top-k."""
+    The textbook version sorts the whole vocabulary every token, which costs more than
+    the rest of the chain together. Exact and cheaper: put tokens in buckets by how far
+    below the best token they are (1/256 nat wide), find the bucket where the running
+    mass crosses p, and sort only that bucket's few tokens."""
     if p >= 1.0:
         return logits
-    probs = torch.softmax(logits, dim=-1)
-    V, k = probs.shape[-1], min(64, probs.shape[-1])
-    while True:
-        top = torch.topk(probs, k, dim=-1)                                    # sorted, (B, k)
-        cumulative = top.values.cumsum(dim=-1)
-        if k == V or bool((cumulative[..., -1] >= p).all()):
-            break
-        k = min(4 * k, V)
-    keep_sorted = (cumulative - top.values) < p          # the mass before this token is still short of p
-    keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, top.indices, keep_sorted)
+    logp = torch.log_softmax(logits.float(), dim=-1)                           # (B, V)
+    probs = logp.exp()
+    depth = (logp.max(dim=-1, keepdim=True).values - logp) * BUCKETS_PER_NAT
+    bucket = depth.clamp(max=N_BUCKETS - 1).long()                             # (B, V): 0 = most likely
+    mass = torch.zeros(probs.shape[0], N_BUCKETS, device=probs.device).scatter_add_(-1, bucket, probs)
+    above = mass.cumsum(dim=-1) - mass                  # mass of all more likely buckets (B, N_BUCKETS)
+    cut = (above < p).sum(dim=-1, keepdim=True) - 1     # the bucket where the mass crosses p (B, 1)
+    in_cut = bucket == cut                                                     # (B, V)
+    n = int(in_cut.sum(dim=-1).max())
+    candidates = torch.topk(probs.masked_fill(~in_cut, 0.0), n, dim=-1)        # sorted, (B, n)
+    before = above.gather(-1, cut) + candidates.values.cumsum(dim=-1) - candidates.values
+    keep_cut = (before < p) & (candidates.values > 0)
+    keep = (bucket < cut) | torch.zeros_like(in_cut).scatter_(-1, candidates.indices, keep_cut)
     return logits.masked_fill(~keep, NEG_INF)
 
 
@@ -97,7 +103,16 @@ def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample one token per row from softmax(logits): (B, V) -> (B,)."""
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+    return draw_from(torch.softmax(logits, dim=-1), generator)
+
+
+def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Inverse-CDF sampling: a uniform number in [0, total) lands in one token's slice of
+    the running sum (B, V) -> (B,). Exact, and much faster than torch.multinomial on 50k
+    entries."""
+    cdf = probs.cumsum(dim=-1)                                                 # (B, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 def greedy(logits: torch.Tensor) -> torch.Tensor:

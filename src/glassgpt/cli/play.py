@@ -1,0 +1,117 @@
+"""`glassgpt play RUN`: an interactive loop over a generation session.
+
+Type text to append it, press Enter on an empty line to generate a chunk, and rewind,
+change the temperature or look at the next-token distribution with slash commands.
+Works with piped input too: `printf 'Once\\n\\n/top\\n' | glassgpt play RUN`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GlassError
+from .generate import add_sampling_arguments, load_with_tokenizer, sampling_options
+
+HELP = """\
+  text       append it to the context (\\n for a newline)
+  (empty)    generate a chunk of tokens
+  /rewind N  take back the last N tokens
+  /temp T    set the temperature (0 = greedy)
+  /top [N]   show the N most likely next tokens (default 10)
+  /undo      undo the last change
+  /show      print the whole context
+  /help      this list
+  /quit      leave (so does end of input)"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("play", help="interactive session: append, generate, rewind, inspect",
+                              description="An interactive session over a model. Commands:\n" + HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="checkpoint directory (from `glassgpt train`)")
+    add_sampling_arguments(p)
+    p.add_argument("--chunk", type=int, default=32, metavar="N", help="tokens per generation (default 32)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..generate import Session
+
+    model = load_with_tokenizer(args.run, args.device)
+    session = Session(model, **sampling_options(args))
+    PlayLoop(session, args.chunk, sys.stdin, sys.stdout).run()
+    return 0
+
+
+class PlayLoop:
+    """Reads commands line by line and prints what each one did."""
+
+    def __init__(self, session, chunk: int, stdin, stdout):
+        self.session, self.chunk, self.stdin, self.out = session, chunk, stdin, stdout
+        self.interactive = stdin.isatty()
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def run(self) -> None:
+        self.say("glassgpt play: type text to append, Enter to generate, /help for commands")
+        while True:
+            if self.interactive:
+                self.out.write("> ")
+                self.out.flush()
+            line = self.stdin.readline()
+            if not line:
+                return
+            try:
+                if self.handle(line.rstrip("\n")) == "quit":
+                    return
+            except GlassError as e:
+                self.say(f"error: {e}")
+
+    def handle(self, line: str) -> str | None:
+        s = self.session
+        command, _, argument = line.partition(" ")
+        if not line:
+            g = s.generate(self.chunk)
+            self.say(f"{g.text}   [{len(g.ids)} tokens, {g.finish_reason}; "
+                     f"reused {s.reused} cached positions, computed {s.computed}]")
+        elif command == "/quit":
+            return "quit"
+        elif command == "/help":
+            self.say(HELP)
+        elif command == "/rewind":
+            s.rewind(number(argument, int, "/rewind N"))
+            self.say(f"context: ...{tail(s.text)}")
+        elif command == "/temp":
+            s.sampling["temperature"] = number(argument, float, "/temp T")
+            self.say(f"temperature = {s.sampling['temperature']}")
+        elif command == "/top":
+            from ..generate.display import distribution_table
+            top = number(argument, int, "/top N") if argument else 10
+            t = s.sampling.get("temperature", 1.0) or 1.0
+            self.say(f"next token after ...{tail(s.text, 30)} (T = {t}):")
+            self.say(distribution_table(s.distribution(top, temperature=t)))
+        elif command == "/undo":
+            s.undo()
+            self.say(f"context: ...{tail(s.text)}")
+        elif command == "/show":
+            self.say(s.text)
+        elif line.startswith("/"):
+            raise GlassError(f"unknown command {command}: type /help")
+        else:
+            s.append(line.replace("\\n", "\n"))
+            self.say(f"[{len(s)} tokens]")
+        return None
+
+
+def number(text: str, kind, usage: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise GlassError(f"usage: {usage}") from None
+
+
+def tail(text: str, n: int = 60) -> str:
+    return repr(text[-n:])[1:-1]

@@ -1,0 +1,107 @@
+"""The prompt cache (reuse = recomputation) and batched generation (= one at a time at T=0)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest_generate import ALPHABET, CharTokenizer, one_thread, tiny_model  # noqa: F401 (autouse fixture)
+from glassgpt.errors import GlassError
+from glassgpt.generate import PromptCache, generate, generate_batch
+
+NO_EOT = CharTokenizer(ALPHABET + "#", specials=())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(scale=4.0, tokenizer=NO_EOT)
+
+
+def test_a_shared_prefix_is_reused_and_gives_the_same_tokens_and_logprobs(model):
+    cache = PromptCache()
+    base = "the quick brown fox "
+    first = generate(model, base + "jumps", max_new_tokens=10, temperature=0, logprobs=3, prompt_cache=cache)[0]
+    second = generate(model, base + "naps", max_new_tokens=10, temperature=0, logprobs=3, prompt_cache=cache)[0]
+    fresh = generate(model, base + "naps", max_new_tokens=10, temperature=0, logprobs=3)[0]
+    assert first.stats.prefill_reused == 0 and first.stats.prefill_tokens == len(base) + 5
+    assert second.stats.prefill_reused == len(base) and second.stats.prefill_tokens == 4
+    assert second.ids == fresh.ids
+    assert [r.logprob for r in second.logprobs] == pytest.approx([r.logprob for r in fresh.logprobs], abs=1e-5)
+    assert cache.hits == 1 and cache.misses == 1
+
+
+def test_a_follow_up_that_continues_a_generation_reuses_the_generated_text_too(model):
+    cache = PromptCache()
+    g = generate(model, "once ", max_new_tokens=8, temperature=0, prompt_cache=cache)[0]
+    follow = g.prompt_ids + g.ids + NO_EOT.encode(" then")
+    again = generate(model, follow, max_new_tokens=6, temperature=0, prompt_cache=cache)[0]
+    assert again.stats.prefill_reused == len(g.prompt_ids) + len(g.ids) - 1   # the last new token was never fed
+    assert again.ids == generate(model, follow, max_new_tokens=6, temperature=0)[0].ids
+
+
+def test_the_same_prompt_twice_computes_only_its_last_token(model):
+    cache = PromptCache()
+    prompt = NO_EOT.encode("abcdefghij" * 3)
+    a = generate(model, prompt, max_new_tokens=4, num_samples=2, seed=1, prompt_cache=cache)
+    b = generate(model, prompt, max_new_tokens=4, num_samples=2, seed=1, prompt_cache=cache)
+    assert b[0].stats.prefill_tokens == 1 and b[0].stats.prefill_reused == len(prompt) - 1
+    assert [g.ids for g in a] == [g.ids for g in b]
+
+
+def test_the_cache_is_bounded_and_evicts_the_least_recently_used(model):
+    cache = PromptCache(max_entries=2)
+    for prompt in ("aaaa", "bbbb", "aaaa", "cccc"):           # "aaaa" was used again, so "bbbb" goes
+        generate(model, prompt, max_new_tokens=1, temperature=0, prompt_cache=cache)
+    assert len(cache) == 2
+    assert generate(model, "bbbbz", max_new_tokens=1, temperature=0, prompt_cache=cache)[0].stats.prefill_reused == 0
+    one_entry = cache.nbytes // len(cache)
+    small = PromptCache(max_bytes=int(one_entry * 1.5))
+    for prompt in ("aaaa", "bbbb", "cccc"):
+        generate(model, prompt, max_new_tokens=1, temperature=0, prompt_cache=small)
+    assert len(small) == 1 and small.nbytes <= one_entry * 1.5
+
+
+def test_a_prompt_cache_belongs_to_one_model(model):
+    cache = PromptCache()
+    generate(model, "ab", max_new_tokens=1, prompt_cache=cache)
+    with pytest.raises(GlassError, match="another model"):
+        generate(tiny_model(seed=1, tokenizer=NO_EOT), "ab", max_new_tokens=1, prompt_cache=cache)
+
+
+@pytest.mark.parametrize("positional", ["learned", "rope", "sinusoidal"])
+def test_batched_prompts_of_different_lengths_equal_generating_each_alone(positional):
+    model = tiny_model(scale=4.0, tokenizer=NO_EOT, positional=positional)
+    prompts = ["a", "the lazy dog", "quick brown", "zz top and more words"]
+    batch = generate_batch(model, prompts, max_new_tokens=20, temperature=0, logprobs=2)
+    for prompt, g in zip(prompts, batch):
+        alone = generate(model, prompt, max_new_tokens=20, temperature=0, logprobs=2)[0]
+        assert g.ids == alone.ids and g.text == alone.text
+        assert [r.logprob for r in g.logprobs] == pytest.approx([r.logprob for r in alone.logprobs], abs=1e-4)
+    assert batch[0].stats.batch_size == 4 and batch[0].stats.forward_passes == 20
+
+
+def test_batched_generation_slides_each_row_like_generating_alone(model):
+    prompts = ["ab", "a longer prompt here"]
+    batch = generate_batch(model, prompts, max_new_tokens=30, temperature=0)
+    # until the padded window first fills, every row is exactly its own greedy decoding
+    for prompt, g in zip(prompts, batch):
+        alone = generate(model, prompt, max_new_tokens=30, temperature=0)[0]
+        assert g.ids == alone.ids
+    long = generate_batch(model, prompts, max_new_tokens=100, temperature=0)
+    assert [len(g.ids) for g in long] == [100, 100]
+
+
+def test_batched_rows_finish_on_their_own():
+    model = tiny_model(scale=4.0)                      # with an end-of-text token
+    eot = model.tokenizer.eot_id
+    prompts = ["ab", "abc"]
+    batch = generate_batch(model, prompts, max_new_tokens=30, temperature=0, stop=["zz"])
+    for prompt, g in zip(prompts, batch):
+        assert g.ids == generate(model, prompt, max_new_tokens=30, temperature=0, stop=["zz"])[0].ids
+        assert eot not in g.ids
+
+
+def test_generate_batch_rejects_bad_input(model):
+    with pytest.raises(GlassError):
+        generate_batch(model, [])
+    with pytest.raises(GlassError, match="prompt_cache"):
+        generate_batch(model, ["a"], prompt_cache=PromptCache())
