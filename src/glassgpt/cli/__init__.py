@@ -19,6 +19,8 @@ COMMANDS = [
     "prepare",
     "train",
     "generate",
+    "inspect",
+    "ablate",
 ]
 
 
