@@ -75,6 +75,7 @@ class AblationStudy:
     pruning: list[LossStat]                          # k = 0 .. N last blocks dropped
     settings: dict
     samples: list[dict] = field(default_factory=list)
+    removals: dict[str, Ablation] = field(default_factory=dict, repr=False)   # name -> how it was removed
 
     def ranked(self) -> list[tuple[LossStat, float, float]]:
         """Parts sorted by how much their removal hurts, most first."""
@@ -345,4 +346,29 @@ def ablation_study(model, val_tokens: np.ndarray, *, batches: int = 20, batch_si
     stats = [LossStat(a.name, a.kind, l) for a, l in zip(parts + prunes, losses)]
     settings = {"batches": len(fixed), "batch_size": batch_size, "seq_len": fixed[0][0].shape[1],
                 "seed": seed, "mean_ablate": mean_ablate, "tokens_per_measurement": sum(x.numel() for x, _ in fixed)}
-    return AblationStudy(intact, stats[:len(parts)], [intact] + stats[len(parts):], settings)
+    return AblationStudy(intact, stats[:len(parts)], [intact] + stats[len(parts):], settings,
+                         removals={a.name: a for a in parts + prunes})
+
+
+def sample_generations(model, study: AblationStudy, val_tokens: np.ndarray, n: int, max_new_tokens: int = 60,
+                       worst: int = 5, prompt_tokens: int = 16, temperature: float = 0.8, seed: int = 0) -> list[dict]:
+    """Continuations of `n` validation prompts from the intact model and from the `worst` most
+    damaging ablations, with the same seed, so a person can read what broke."""
+    from ..generate import generate        # the sampler chain and decoding loop live there
+    if model.tokenizer is None:
+        raise GlassError("samples need the run's tokenizer.json to show text")
+    g = np.random.default_rng(seed)
+    length = min(prompt_tokens, len(val_tokens) - 1)
+    prompts = [np.asarray(val_tokens[s:s + length], dtype=np.int64).tolist()
+               for s in g.integers(0, len(val_tokens) - length, size=n)]
+    chosen = [None] + [study.removals[s.name] for s, _, _ in study.ranked()[:worst]]
+    out = []
+    for ablation in chosen:
+        context = ablation.context(model) if ablation and ablation.context else contextlib.nullcontext()
+        samples = []
+        with context, model.probing(edit=ablation.edits if ablation else None):
+            for i, prompt in enumerate(prompts):
+                gen = generate(model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + i)[0]
+                samples.append({"prompt": model.tokenizer.decode(prompt), "continuation": gen.text})
+        out.append({"ablation": ablation.name if ablation else "intact", "samples": samples})
+    return out
