@@ -60,6 +60,7 @@ def test_trace_log_probs_equal_negative_cross_entropy(model):
     assert torch.equal(t.next_rank, ranks)
     rows = t.rows(k=3)
     assert rows[3]["next"]["rank"] == int(ranks[3]) and "next" not in rows[-1]
+    assert [r["next"]["rank"] for r in t.rows(temperature=0)[:-1]] == ranks.tolist()
     assert rows[3]["next"]["log_prob"] == pytest.approx(float(expected[3]), abs=1e-5)
 
 

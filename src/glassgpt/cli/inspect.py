@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -33,6 +34,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..inspect import trace
+    from ..inspect.trace import json_safe
     from ..inspect.render import ansi_legend, ansi_tokens, scale, use_color
     from ..model import load
     from ..runtime import pick_device
@@ -53,7 +55,7 @@ def run(args) -> int:
     rows = t.rows(args.temperature, k=args.top_k)
     surprisal = [float("nan")] + [r["next"]["surprisal_bits"] for r in rows[:-1]]   # token t's own surprise
     print(ansi_tokens(t.tokens, scale(surprisal), color))
-    print(ansi_legend("surprisal, bits", max([s for s in surprisal if s == s] or [0.0]), color))
+    print(ansi_legend("surprisal, bits", max([s for s in surprisal if math.isfinite(s)] or [0.0]), color))
     print(f"{len(t.ids)} tokens, perplexity {t.perplexity:.2f}"
           + (f" (the first {t.dropped} tokens did not fit the context)" if t.truncated else "")
           + (f", distributions at temperature {args.temperature:g}" if args.temperature != 1 else ""))
@@ -77,7 +79,7 @@ def run(args) -> int:
         print("\n" + a.ansi(color) + "\n" + a.table())
         report["attribution"] = a.to_dict()
     if args.json:
-        atomic_write_text(args.json, json.dumps(report))
+        atomic_write_text(args.json, json.dumps(json_safe(report)))
         print(f"wrote {args.json}")
     return 0
 

@@ -8,6 +8,7 @@ background colour with dark text, so it reads on light and dark terminals alike.
 from __future__ import annotations
 
 import html
+import math
 import os
 import sys
 from typing import Sequence
@@ -30,7 +31,7 @@ def visible(token: str) -> str:
 
 def scale(values: Sequence[float], top: float | None = None) -> list[float]:
     """Values mapped to [0, 1] by dividing by `top` (default: the largest), clipped."""
-    top = top if top is not None else max([v for v in values if v == v] or [0.0])
+    top = top if top is not None else max([v for v in values if math.isfinite(v)] or [0.0])
     return [min(max(v / top, 0.0), 1.0) if top > 0 and v == v else 0.0 for v in values]
 
 

@@ -60,7 +60,7 @@ class Trace:
     def entropy(self, temperature: float = 1.0) -> torch.Tensor:
         """(T,) entropy of each next-token distribution in nats (divide by ln 2 for bits)."""
         p = self.probs(temperature)
-        return -(p * self.log_probs(temperature)).nan_to_num().sum(-1)   # 0 * log 0 counts as 0
+        return -(p * self.log_probs(temperature)).nan_to_num().sum(-1) + 0.0   # 0 log 0 = 0; no -0
 
     def top(self, k: int | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, k) probabilities and ids of the k most likely next tokens."""
@@ -84,7 +84,7 @@ class Trace:
     @property
     def surprisal_bits(self) -> torch.Tensor:
         """(T - 1,) -log2 p(next token): bits of surprise."""
-        return -self.next_log_prob / LN2
+        return -self.next_log_prob / LN2 + 0.0
 
     @cached_property
     def next_rank(self) -> torch.Tensor:
@@ -105,6 +105,7 @@ class Trace:
         top_p, top_i = self.top(k, temperature)
         entropy = self.entropy(temperature)
         log_p = self.log_probs(temperature)
+        ranks = self.next_rank.tolist()            # from the logits: the same at every temperature > 0
         rows = []
         for t, token in enumerate(self.tokens):
             row = {"position": t, "id": self.ids[t], "token": token,
@@ -115,8 +116,8 @@ class Trace:
                 nxt = self.ids[t + 1]
                 lp = log_p[t, nxt].item()
                 row["next"] = {"id": nxt, "token": self.tokens[t + 1], "prob": math.exp(lp),
-                               "log_prob": lp, "rank": int((log_p[t] > log_p[t, nxt]).sum()) + 1,
-                               "surprisal_bits": -lp / LN2}
+                               "log_prob": lp, "rank": ranks[t],
+                               "surprisal_bits": -lp / LN2 + 0.0}
             rows.append(row)
         return rows
 
@@ -132,7 +133,7 @@ class Trace:
         return out
 
     def to_json(self, **kwargs) -> str:
-        return json.dumps(self.to_dict(**kwargs))
+        return json.dumps(json_safe(self.to_dict(**kwargs)))
 
     def _repr_html_(self) -> str:
         from .render import trace_html
@@ -193,6 +194,17 @@ def fit_context(ids: list[int], context_length: int) -> tuple[list[int], int]:
         warnings.warn(f"the text has {len(ids)} tokens but the context holds {context_length}: "
                       f"tracing the last {context_length} (the first {dropped} are dropped)", stacklevel=3)
     return ids[dropped:], dropped
+
+
+def json_safe(value):
+    """Strict JSON: infinities and nan (e.g. log 0 at temperature 0) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def token_text(tokenizer, token_id: int) -> str:
