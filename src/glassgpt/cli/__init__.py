@@ -20,6 +20,8 @@ COMMANDS = [
     "train",
     "generate",
     "play",
+    "inspect",
+    "ablate",
 ]
 
 
