@@ -19,6 +19,7 @@ COMMANDS = [
     "prepare",
     "train",
     "generate",
+    "experiment",
 ]
 
 
