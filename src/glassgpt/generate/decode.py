@@ -1,0 +1,369 @@
+"""The decoding loop: prompt -> prefill -> (sample, append, one forward) x n.
+
+    prefill    the whole prompt in one forward (last_only: only the last position's
+               logits are needed), filling the KV cache
+    decode     each step samples one token per row through the sampler chain and feeds
+               just that token back: one position's work per step
+
+Several rows run as one batch: `num_samples` copies of one prompt (prefilled once,
+the cache copied to every row), or different prompts (`generate_batch`), left-padded
+to the same length, with a key padding mask hiding the padding and per-row positions
+so that every row sees exactly what it would see alone.
+
+The context window: a prompt longer than the context is cropped from the left (with
+a warning). When generation fills the context, the window slides: the cache is
+recomputed from the last half-context of tokens (one prefill every context/2 tokens),
+so each new token sees between context/2 and context tokens.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..errors import GlassError
+from ..model import GPT, KVCache
+from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
+from .prompt_cache import PromptCache
+from .samplers import SamplerChain, SamplingParams
+from .text import IncrementalText
+
+
+# -- the public entry points -------------------------------------------------------------
+def generate(model: GPT, prompt, *, max_new_tokens: int = 128, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
+             repetition_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+             logit_bias: dict[int, float] | None = None, stop: str | list[str] | None = None,
+             seed: int | None = None, num_samples: int = 1, logprobs: int | None = None, tokenizer=None,
+             draft: GPT | None = None, draft_tokens: int = 4,
+             prompt_cache: PromptCache | None = None) -> list[Generation]:
+    """Sample `num_samples` continuations of `prompt` (text, or a list of token ids).
+
+    Sampling: see `samplers` for the chain and its order; temperature 0 is greedy.
+    stop: string(s) that end a sample when they appear in its text (cut from `text`).
+    seed: same seed, same settings -> same text. logprobs=n: per-token records with the
+    n most likely alternatives. draft: a small model with the same vocabulary for
+    speculative decoding (proposes `draft_tokens` at a time; same output distribution).
+    prompt_cache: a `PromptCache` to reuse the keys/values of earlier prompts' prefixes.
+    Returns one `Generation` per sample.
+    """
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                   presence_penalty=presence_penalty, logit_bias=logit_bias, stop=stop, seed=seed,
+                   num_samples=num_samples, logprobs=logprobs, tokenizer=tokenizer)
+    if draft is not None:
+        from .speculative import SpeculativeDecoder
+        return SpeculativeDecoder(model, draft, draft_tokens, Request.build(model, [prompt], **options),
+                                  prompt_cache).generate_all()
+    engine = Engine(model, Request.build(model, [prompt], **options), prompt_cache)
+    for _ in engine.run():
+        pass
+    return engine.generations()
+
+
+def generate_batch(model: GPT, prompts: list, **options) -> list[Generation]:
+    """Generate for several prompts (text or ids, any lengths) in one forward per step.
+
+    Takes the options of `generate` (except draft and prompt_cache); returns the samples
+    prompt by prompt (num_samples per prompt)."""
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise GlassError("generate_batch needs a non-empty list of prompts")
+    for unsupported in ("draft", "prompt_cache"):
+        if options.get(unsupported) is not None:
+            raise GlassError(f"generate_batch does not take {unsupported}: use generate for one prompt")
+    engine = Engine(model, Request.build(model, list(prompts), **options))
+    for _ in engine.run():
+        pass
+    return engine.generations()
+
+
+def stream(model: GPT, prompt, **options) -> Iterator[TokenEvent]:
+    """Yield one `TokenEvent` per token as it is produced (one sample; options as `generate`).
+
+    The last event carries `finish_reason`; when that is "eot" its token is the
+    end-of-text token, which `generate` leaves out of `ids`."""
+    if options.get("num_samples", 1) != 1:
+        raise GlassError("stream produces one sample: use generate(..., num_samples=n) for several")
+    draft, draft_tokens = options.pop("draft", None), options.pop("draft_tokens", 4)
+    prompt_cache = options.pop("prompt_cache", None)
+    request = Request.build(model, [prompt], **options)      # validate now, not on the first next()
+    if draft is not None:
+        from .speculative import SpeculativeDecoder
+        decoder = SpeculativeDecoder(model, draft, draft_tokens, request, prompt_cache)
+        return (event for _, event in decoder.run())
+    return (event for _, event in Engine(model, request, prompt_cache).run())
+
+
+# -- a request: validated settings and prompts ---------------------------------------------
+@dataclass
+class Request:
+    prompts: list[list[int]]             # one per row, cropped to the context
+    params: SamplingParams
+    chain: SamplerChain
+    max_new_tokens: int
+    stops: tuple[str, ...]
+    logprobs: int | None
+    tokenizer: object
+    eot_id: int | None
+    generator: torch.Generator
+
+    @classmethod
+    def build(cls, model: GPT, prompts: list, *, max_new_tokens: int = 128, temperature: float = 1.0,
+              top_k=None, top_p=None, min_p=None, repetition_penalty=1.0, frequency_penalty=0.0,
+              presence_penalty=0.0, logit_bias=None, stop=None, seed=None, num_samples: int = 1,
+              logprobs=None, tokenizer=None) -> "Request":
+        V = model.config.vocab_size
+        params = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                                presence_penalty, logit_bias).validate(V)
+        whole = lambda x: isinstance(x, int) and not isinstance(x, bool)   # noqa: E731
+        if not whole(max_new_tokens) or max_new_tokens < 0:
+            raise GlassError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+        if not whole(num_samples) or num_samples < 1:
+            raise GlassError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
+        if logprobs is not None and (not whole(logprobs) or logprobs < 0):
+            raise GlassError(f"logprobs must be a whole number >= 0 (alternatives per token), got {logprobs!r}")
+        if seed is not None and not whole(seed):
+            raise GlassError(f"seed must be a whole number, got {seed!r}")
+        tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        if any(not isinstance(s, str) or not s for s in stops):
+            raise GlassError("stop sequences must be non-empty strings")
+        if stops and tokenizer is None:
+            raise GlassError("stop sequences are matched on text: give the model a tokenizer (tokenizer=...)")
+        ids = [encode_prompt(p, tokenizer, model.config) for p in prompts]
+        generator = torch.Generator(device=model.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        return cls([p for p in ids for _ in range(num_samples)], params,
+                   SamplerChain(params, V, model.device), max_new_tokens, stops, logprobs, tokenizer,
+                   getattr(tokenizer, "eot_id", None), generator)
+
+
+def encode_prompt(prompt, tokenizer, config) -> list[int]:
+    """Text or ids -> ids checked against the vocabulary, cropped from the left to the context."""
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise GlassError("the prompt is text but there is no tokenizer: pass tokenizer=... or token ids")
+        ids = tokenizer.encode(prompt, allowed_special="all")
+    elif isinstance(prompt, torch.Tensor):
+        ids = prompt.reshape(-1).tolist()
+    else:
+        try:
+            ids = [int(i) for i in prompt]
+        except (TypeError, ValueError):
+            raise GlassError(f"the prompt must be text or a list of token ids, got {type(prompt).__name__}") from None
+    if not ids:
+        raise GlassError("the prompt is empty: give at least one token (e.g. '<|endoftext|>')")
+    bad = [i for i in ids if not 0 <= i < config.vocab_size]
+    if bad:
+        raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{config.vocab_size - 1}): "
+                         f"was the prompt encoded with this model's tokenizer?")
+    if len(ids) > config.context_length:
+        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context length "
+                      f"{config.context_length}: keeping the last {config.context_length}", stacklevel=4)
+        ids = ids[-config.context_length:]
+    return ids
+
+
+# -- one row of the batch: its tokens, text and logprobs --------------------------------------
+class Row:
+    def __init__(self, prompt: list[int], request: Request):
+        self.prompt, self.request = prompt, request
+        self.ids: list[int] = []
+        self.logprobs: list[TokenLogprob] | None = [] if request.logprobs is not None else None
+        self.text = IncrementalText(request.tokenizer, request.stops)
+        self.finish_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def accept(self, token: int, record: TokenLogprob | None) -> TokenEvent:
+        """Take one sampled token: append it, or finish at end-of-text / a stop string / the length."""
+        index = len(self.ids)
+        if token == self.request.eot_id:
+            self.finish_reason = "eot"
+        else:
+            self.ids.append(token)
+            if record is not None:
+                self.logprobs.append(record)
+            self.text.add(token)
+            if self.text.stopped:
+                self.finish_reason = "stop"
+            elif len(self.ids) >= self.request.max_new_tokens:
+                self.finish_reason = "length"
+        if self.done:
+            self.text.flush()
+        return TokenEvent(token, self.text.release(final=self.done), index, record, self.finish_reason)
+
+    def generation(self, stats: GenerationStats) -> Generation:
+        return Generation(self.prompt, self.ids, self.text.text, self.finish_reason or "length",
+                          self.logprobs, stats)
+
+
+def logprob_records(chain: SamplerChain, logits: torch.Tensor, counts: torch.Tensor | None,
+                    tokens: torch.Tensor, n: int, tokenizer) -> list[TokenLogprob]:
+    """For each row: the chosen token's log-probability before/after the chain, entropies,
+    and the n most likely alternatives (logits (B, V), tokens (B,))."""
+    logp = torch.log_softmax(logits, dim=-1)                                     # (B, V)
+    after = chain.probabilities(logits, counts)                                  # (B, V)
+    entropy = -(logp.exp() * logp).sum(-1)
+    entropy_after = -torch.special.xlogy(after, after).sum(-1)
+    top = logp.topk(min(n, logp.shape[-1]), dim=-1)
+    name = (lambda i: tokenizer.id_to_str(i)) if tokenizer is not None else (lambda i: "")
+    records = []
+    for b, token in enumerate(tokens.tolist()):
+        alternatives = [Alternative(i, name(i), float(lp.exp()), float(after[b, i]))
+                        for i, lp in zip(top.indices[b].tolist(), top.values[b])]
+        records.append(TokenLogprob(token, name(token), float(logp[b, token]),
+                                    float(after[b, token].log()), float(entropy[b]),
+                                    float(entropy_after[b]), alternatives))
+    return records
+
+
+def token_counts(rows: list[list[int]], vocab_size: int, device) -> torch.Tensor:
+    """(B, V): how often each token occurs in each row's context (for the penalties)."""
+    counts = torch.zeros(len(rows), vocab_size, device=device)
+    for b, ids in enumerate(rows):
+        counts[b].index_add_(0, torch.tensor(ids, device=device), torch.ones(len(ids), device=device))
+    return counts
+
+
+# -- the batched decoding loop ---------------------------------------------------------------
+class Engine:
+    """Runs one request: prefill every row, then one forward per step for the whole batch."""
+
+    def __init__(self, model: GPT, request: Request, prompt_cache: PromptCache | None = None):
+        self.model, self.request, self.prompt_cache = model, request, prompt_cache
+        self.rows = [Row(p, request) for p in request.prompts]
+        self.contexts = [list(p) for p in request.prompts]    # every token each row has fed or sampled
+        self.stats = GenerationStats(batch_size=len(self.rows))
+        self.cache: KVCache | None = None
+        self.pad: torch.Tensor | None = None                  # (B,) left padding per row, None if none
+        self.mask: torch.Tensor | None = None                 # (B, cache length) False at padding
+        self.slid = False
+
+    def generations(self) -> list[Generation]:
+        return [row.generation(self.stats) for row in self.rows]
+
+    def run(self) -> Iterator[tuple[int, TokenEvent]]:
+        """Yield (row, event) for every token of every row, as they are produced."""
+        request, device = self.request, self.model.device
+        start = time.perf_counter()
+        counts = (token_counts(self.contexts, self.model.config.vocab_size, device)
+                  if request.params.uses_counts else None)
+        if request.max_new_tokens == 0:
+            return
+        with torch.inference_mode():
+            logits = self.prefill_prompts()                                      # (B, V)
+            while True:
+                tokens = request.chain.sample(logits, counts, request.generator)  # (B,)
+                records = (logprob_records(request.chain, logits, counts, tokens, request.logprobs,
+                                           request.tokenizer) if request.logprobs is not None else None)
+                self.stats.decode_steps += 1
+                for b, token in enumerate(tokens.tolist()):
+                    self.contexts[b].append(token)
+                    row = self.rows[b]
+                    if not row.done:
+                        event = row.accept(token, records[b] if records else None)
+                        self.stats.new_tokens += token != request.eot_id
+                        self.stats.finish(time.perf_counter() - start)
+                        yield b, event
+                if all(row.done for row in self.rows):
+                    break
+                if counts is not None:
+                    counts[torch.arange(len(self.rows)), tokens] += 1
+                logits = self.feed(tokens)
+        self.remember_context()
+        self.stats.finish(time.perf_counter() - start)
+
+    # -- prefill -------------------------------------------------------------------------
+    def prefill_prompts(self) -> torch.Tensor:
+        prompts = self.request.prompts
+        longest = max(map(len, prompts))
+        cache_length = min(self.model.config.context_length, longest + self.request.max_new_tokens)
+        if all(p == prompts[0] for p in prompts):
+            return self.prefill_shared(prompts[0], len(prompts), cache_length)
+        return self.prefill_rows(prompts, cache_length)
+
+    def prefill_shared(self, prompt: list[int], batch: int, cache_length: int) -> torch.Tensor:
+        """One prompt for every row: compute it once (reusing a cached prefix), copy to all rows."""
+        if self.prompt_cache is not None:
+            cache, reused = self.prompt_cache.lookup(self.model, prompt, cache_length)
+        else:
+            cache, reused = self.model.new_kv_cache(1, cache_length), 0
+        ids = torch.tensor([prompt[reused:]], device=self.model.device)           # (1, T)
+        logits = self.model(ids, kv_cache=cache, last_only=True).logits[:, -1].float()   # (1, V)
+        self.stats.prefill_tokens += len(prompt) - reused
+        self.stats.prefill_reused += reused
+        self.stats.forward_passes += 1
+        if batch > 1:
+            if self.prompt_cache is not None:
+                self.prompt_cache.store(self.model, prompt, cache)
+            cache = repeat_cache(self.model, cache, batch)
+            logits = logits.repeat(batch, 1)
+        self.cache, self.pad, self.mask = cache, None, None
+        return logits
+
+    def prefill_rows(self, seqs: list[list[int]], cache_length: int) -> torch.Tensor:
+        """Different sequences: left-pad to the longest; the mask hides padding keys and each
+        row's positions start at 0 on its first real token."""
+        device, B = self.model.device, len(seqs)
+        lengths = torch.tensor([len(s) for s in seqs], device=device)
+        P = int(lengths.max())
+        self.cache = self.model.new_kv_cache(B, cache_length)
+        self.stats.prefill_tokens += int(lengths.sum())
+        self.stats.forward_passes += 1
+        if bool((lengths == P).all()):
+            self.pad = self.mask = None
+            ids = torch.tensor(seqs, device=device)                               # (B, P)
+            return self.model(ids, kv_cache=self.cache, last_only=True).logits[:, -1].float()
+        self.pad = P - lengths                                                    # (B,)
+        ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)  # (B, P)
+        columns = torch.arange(cache_length, device=device)[None, :]              # (1, S)
+        self.mask = columns >= self.pad[:, None]                                  # (B, S)
+        positions = (columns[:, :P] - self.pad[:, None]).clamp(min=0)            # (B, P)
+        out = self.model(ids, kv_cache=self.cache, positions=positions, key_padding_mask=self.mask,
+                         last_only=True)
+        return out.logits[:, -1].float()
+
+    # -- decode ----------------------------------------------------------------------------
+    def feed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed each row's new token (B,) and return the next logits (B, V)."""
+        if self.cache.length >= self.model.config.context_length:
+            return self.slide()
+        ids = tokens[:, None]                                                     # (B, 1)
+        self.stats.forward_passes += 1
+        if self.pad is None:
+            return self.model(ids, kv_cache=self.cache, last_only=True).logits[:, -1].float()
+        positions = (self.cache.length - self.pad)[:, None]                       # (B, 1)
+        out = self.model(ids, kv_cache=self.cache, positions=positions, key_padding_mask=self.mask,
+                         last_only=True)
+        return out.logits[:, -1].float()
+
+    def slide(self) -> torch.Tensor:
+        """The context is full: recompute the cache from the last half-context of every row."""
+        keep = max(1, self.model.config.context_length // 2)
+        self.slid = True
+        return self.prefill_rows([c[-keep:] for c in self.contexts], self.model.config.context_length)
+
+    def remember_context(self) -> None:
+        """With a prompt cache and one row, keep the keys/values of prompt + generated text,
+        so a follow-up prompt that continues this text (a chat, a session) reuses all of it."""
+        if self.prompt_cache is not None and len(self.rows) == 1 and self.cache is not None and not self.slid:
+            self.prompt_cache.store(self.model, self.contexts[0][:self.cache.length], self.cache)
+
+
+def repeat_cache(model: GPT, cache: KVCache, batch: int) -> KVCache:
+    """A batch-`batch` cache whose every row holds row 0 of `cache`."""
+    big = model.new_kv_cache(batch, cache.max_length)
+    n = cache.length
+    big.keys[:, :, :, :n] = cache.keys[:, :1, :, :n]          # (L, 1, H, n, hd) broadcast to B rows
+    big.values[:, :, :, :n] = cache.values[:, :1, :, :n]
+    big.advance(n)
+    return big

@@ -1,0 +1,93 @@
+"""`glassgpt generate` and `glassgpt play`: in-process with a stand-in tokenizer, and end to end
+in a subprocess once the real tokenizer (glassgpt.tokenizer.Tokenizer) is in the tree."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest_generate import tiny_model
+from glassgpt.cli import COMMANDS
+from glassgpt.errors import GlassError
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def has_real_tokenizer() -> bool:
+    try:
+        from glassgpt.tokenizer import Tokenizer  # noqa: F401
+        for name in COMMANDS:                     # the whole CLI must import for `python -m glassgpt`
+            importlib.import_module(f"glassgpt.cli.{name}")
+    except ImportError:
+        return False
+    return True
+
+
+needs_tokenizer = pytest.mark.skipif(not has_real_tokenizer(),
+                                     reason="glassgpt.tokenizer.Tokenizer and the full CLI are not merged yet")
+
+
+def run_command(module: str, argv: list[str], monkeypatch, model) -> int:
+    """Parse argv with one CLI module's parser and run it on `model` (load patched)."""
+    import glassgpt.model
+
+    monkeypatch.setattr(glassgpt.model, "load", lambda path, device="cpu": model)
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"glassgpt.cli.{module}").register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_generate_streams_the_greedy_continuation(monkeypatch, capsys):
+    model = tiny_model(scale=4.0)
+    expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    assert run_command("generate", ["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15",
+                                    "--temperature", "0"], monkeypatch, model) == 0
+    out = capsys.readouterr()
+    assert out.out == "the " + expected.text + "\n"
+    assert f"stopped: {expected.finish_reason}" in out.err
+
+
+def test_generate_samples_with_logprobs_and_an_empty_prompt(monkeypatch, capsys):
+    model = tiny_model(scale=4.0)
+    run_command("generate", ["generate", "RUN", "--num-samples", "2", "--max-new-tokens", "5", "--seed", "1",
+                             "--logprobs", "2", "--top-k", "5"], monkeypatch, model)
+    out = capsys.readouterr().out
+    assert out.count("--- sample") == 2 and "p model" in out
+
+
+def test_generate_bad_temperature_is_a_glass_error(monkeypatch):
+    with pytest.raises(GlassError, match="temperature"):
+        run_command("generate", ["generate", "RUN", "--prompt", "a", "--temperature", "-1"], monkeypatch,
+                    tiny_model())
+
+
+def cli(*argv, stdin: str | None = None):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-m", "glassgpt", *argv], input=stdin, capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from glassgpt.model import save
+    from glassgpt.tokenizer import Tokenizer
+
+    tok = Tokenizer.chars("the quick brown fox jumps over the lazy dog.\n")
+    model = tiny_model(scale=4.0, vocab_size=tok.vocab_size, tokenizer=tok)
+    return save(model, tmp_path_factory.mktemp("run") / "run"), model
+
+
+@needs_tokenizer
+def test_cli_generate_end_to_end(run_dir):
+    path, model = run_dir
+    r = cli("generate", str(path), "--prompt", "the ", "--max-new-tokens", "12", "--temperature", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "the " + model.generate("the ", max_new_tokens=12, temperature=0)[0].text + "\n"
+    bad = cli("generate", str(path), "--prompt", "the", "--top-p", "2")
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "top_p" in bad.stderr
