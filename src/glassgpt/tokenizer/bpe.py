@@ -1,0 +1,129 @@
+"""Encoding with byte-level BPE ranks, exactly as tiktoken does.
+
+A vocabulary is a list of byte strings; a token's id is its rank. To encode one piece,
+start from its bytes and repeatedly join the adjacent pair whose concatenation has the
+lowest rank (leftmost on a tie), until no adjacent pair is in the vocabulary.
+
+Most pieces of real text repeat (" the", " of"), so each piece's ids are cached: a
+typical encode is a regex scan plus one dict lookup per piece.
+"""
+from __future__ import annotations
+
+import heapq
+
+from ..errors import GlassError
+from . import files
+from .base import Tokenizer, utf8
+from .pretokenize import compile_pattern, resolve_pattern
+
+# Pieces up to this many bytes use the simple quadratic loop (fastest for short words);
+# longer ones (long runs of spaces, minified data) use a heap so they stay n log n.
+SHORT_PIECE = 48
+CACHE_LIMIT = 200_000
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE over a pre-tokenization pattern (see `Tokenizer` for the interface)."""
+
+    kind = "bpe"
+
+    def __init__(self, vocab: list[bytes], pattern: str = "gpt2", special_tokens: dict[str, int] | None = None):
+        self.vocab = list(vocab)
+        self.pattern = resolve_pattern(pattern)
+        self._ranks = {token: rank for rank, token in enumerate(self.vocab)}
+        _check_vocab(self.vocab, self._ranks)
+        self._regex = compile_pattern(self.pattern)
+        self._cache: dict[str, list[int]] = {}
+        super().__init__(self.vocab, special_tokens or {})
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Ids for `text`, treating special-token names as plain text."""
+        cache = self._cache
+        ids: list[int] = []
+        extend = ids.extend
+        for piece in self._regex.findall(text):
+            piece_ids = cache.get(piece)
+            if piece_ids is None:
+                piece_ids = self._encode_piece(piece)
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[piece] = piece_ids
+            extend(piece_ids)
+        return ids
+
+    def _encode_piece(self, piece: str) -> list[int]:
+        data = utf8(piece)
+        rank = self._ranks.get(data)
+        if rank is not None:
+            return [rank]
+        parts = merge_short(data, self._ranks) if len(data) <= SHORT_PIECE else merge_long(data, self._ranks)
+        return [self._ranks[part] for part in parts]
+
+    def to_tiktoken(self, path) -> None:
+        """Write the ranks as a tiktoken file. Specials are not part of that format: give
+        them to `tiktoken.Encoding(special_tokens=tok.special_tokens)` separately."""
+        files.write_ranks(path, self.vocab)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "pattern": self.pattern, "special_tokens": self.special_tokens,
+                "vocab": [token.decode("latin-1") for token in self.vocab]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BPETokenizer:
+        return cls([token.encode("latin-1") for token in data["vocab"]], data["pattern"], data["special_tokens"])
+
+    def __getstate__(self):
+        # Worker processes rebuild their own cache; shipping it would only cost time.
+        return {**self.__dict__, "_cache": {}}
+
+
+def merge_short(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
+    """BPE on one piece: join the lowest-ranked adjacent pair until none is a token."""
+    parts = [data[i:i + 1] for i in range(len(data))]
+    while len(parts) > 1:
+        best_rank, best_i = None, 0
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best_rank, best_i = rank, i
+        if best_rank is None:
+            break
+        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
+    return parts
+
+
+def merge_long(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
+    """The same merges as `merge_short`, in O(n log n): a linked list of parts and a heap of
+    (rank, position) for adjacent pairs. An entry whose pair has changed since it was
+    pushed is skipped when popped (its rank no longer matches)."""
+    n = len(data)
+    parts: list[bytes | None] = [data[i:i + 1] for i in range(n)]  # part starting at byte i
+    nxt, prv = list(range(1, n + 1)), list(range(-1, n - 1))
+    heap = [(r, i) for i in range(n - 1) if (r := ranks.get(data[i:i + 2])) is not None]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if parts[i] is None or j >= n or ranks.get(parts[i] + parts[j]) != rank:
+            continue
+        parts[i] += parts[j]
+        parts[j] = None
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prv[nxt[i]] = i
+            if (r := ranks.get(parts[i] + parts[nxt[i]])) is not None:
+                heapq.heappush(heap, (r, i))
+        if prv[i] >= 0 and (r := ranks.get(parts[prv[i]] + parts[i])) is not None:
+            heapq.heappush(heap, (r, prv[i]))
+    return [part for part in parts if part is not None]
+
+
+def _check_vocab(vocab: list[bytes], ranks: dict[bytes, int]) -> None:
+    if len(ranks) != len(vocab):
+        seen: set[bytes] = set()
+        dup = next(t for t in vocab if t in seen or seen.add(t))
+        raise GlassError(f"vocabulary lists the token {dup!r} twice")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise GlassError(f"vocabulary lacks {len(missing)} of the 256 single bytes (first: {missing[0]}); "
+                         "byte-level BPE needs all of them to encode any text")
