@@ -129,25 +129,20 @@ def test_entropy_lower_bound():
     assert entropy_lower_bound(full[:2]) <= entropy_lower_bound(full) + 1e-12
 
 
-def full_history(model, seq, pos):
+def test_glass_completion_logprobs_and_entropies_match_a_plain_forward_pass():
+    pytest.importorskip("glassgpt.generate.decode", reason="needs the generate branch")
+    model, tok = tiny_model(context_length=64)
+    c = GlassCompleter(model).complete("hello ", max_tokens=12, temperature=0.8, seed=1, logprobs=3)
+    assert len(c.token_ids) == len(c.token_logprobs) == len(c.entropies) == 12
+    assert c.text == tok.decode(c.token_ids) and c.tokens == [tok.id_to_str(i) for i in c.token_ids]
+    seq = tok.encode("hello ") + c.token_ids
     with torch.no_grad():
-        return F.log_softmax(model(torch.tensor([seq[:pos]])).logits[0, -1], -1)
-
-
-@pytest.mark.parametrize("context_length", [64, 16])
-def test_glass_scoring_matches_a_direct_forward_pass(context_length):
-    model, tok = tiny_model(context_length=context_length)
-    prompt, ids = tok.encode("hello"), tok.encode("world, again and again")   # 27 tokens
-    logprobs, entropies = GlassCompleter(model).score(prompt, ids)
-    assert len(logprobs) == len(entropies) == len(ids)
-    seq = prompt + ids
-    # with context 16 only the first window (targets 5..12) sees its whole history
-    exact = len(ids) if context_length == 64 else context_length // 2
-    for j in range(exact):
-        logp = full_history(model, seq, len(prompt) + j)
-        assert logprobs[j] == pytest.approx(logp[ids[j]].item(), abs=1e-5)
-        assert entropies[j] == pytest.approx(-(logp.exp() * logp).sum().item(), abs=1e-5)
-    assert all(lp <= 0 for lp in logprobs) and all(0 <= h <= math.log(tok.vocab_size) + 1e-5 for h in entropies)
+        logp = F.log_softmax(model(torch.tensor([seq[:-1]])).logits[0], -1)[5:]     # predictions of the sample
+    expected = logp.gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
+    assert c.token_logprobs == pytest.approx(expected.tolist(), abs=1e-4)
+    assert c.entropies == pytest.approx((-(logp.exp() * logp).sum(-1)).tolist(), abs=1e-4)
+    again = GlassCompleter(model).complete("hello ", max_tokens=12, temperature=0.8, seed=1)
+    assert again.token_ids == c.token_ids                                         # seeded
 
 
 def test_glass_top_scores_are_the_raw_logits():

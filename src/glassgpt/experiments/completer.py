@@ -60,7 +60,7 @@ class Completer(Protocol):
 
 # -- a glassgpt model --------------------------------------------------------------------------
 class GlassCompleter:
-    """Samples with glassgpt.generate, then scores the sample with one plain forward pass."""
+    """Samples with glassgpt.generate, which also reports each token's T=1 logprob and entropy."""
 
     def __init__(self, model, tokenizer=None, name: str = "glassgpt"):
         self.model = model
@@ -73,14 +73,12 @@ class GlassCompleter:
                  logprobs: int = 0, stop: list[str] | None = None) -> Completion:
         from ..generate import generate   # the sampler chain lives there
 
-        prompt_ids = self.encode(prompt)
-        (gen,) = generate(self.model, prompt_ids, max_new_tokens=max_tokens, temperature=temperature,
-                          seed=seed, num_samples=1, stop=stop, tokenizer=self.tokenizer)
-        ids = list(gen.ids)
-        token_logprobs, entropies = self.score(prompt_ids, ids)
-        return Completion(text=self.tokenizer.decode(ids), tokens=[self.tokenizer.id_to_str(i) for i in ids],
-                          token_ids=ids, token_logprobs=token_logprobs, entropies=entropies,
-                          finish_reason=gen.finish_reason)
+        (gen,) = generate(self.model, self.encode(prompt), max_new_tokens=max_tokens, temperature=temperature,
+                          seed=seed, num_samples=1, stop=stop, logprobs=logprobs, tokenizer=self.tokenizer)
+        records = gen.logprobs or []      # per token: log p and entropy of the raw T=1 distribution
+        return Completion(text=gen.text, tokens=[self.tokenizer.id_to_str(i) for i in gen.ids],
+                          token_ids=list(gen.ids), token_logprobs=[r.logprob for r in records],
+                          entropies=[r.entropy for r in records], finish_reason=gen.finish_reason)
 
     def top_scores(self, prompt: str, k: int) -> TopScores:
         import torch
@@ -99,35 +97,6 @@ class GlassCompleter:
         if not ids:
             raise GlassError("the prompt is empty after tokenizing: give a prompt with some text")
         return ids
-
-    def score(self, prompt_ids: list[int], ids: list[int]) -> tuple[list[float], list[float]]:
-        """log p(ids[i] | everything before) and the entropy there, at T=1, by plain forward passes.
-
-        Sequences longer than the context are scored in windows of the context length, each
-        position keeping at least half a context of history (strided evaluation).
-        """
-        import torch
-        import torch.nn.functional as F
-
-        if not ids:
-            return [], []
-        seq = prompt_ids + ids
-        ctx = self.model.config.context_length
-        first = len(prompt_ids)                       # index in seq of the first sampled token
-        logprobs, entropies = [], []
-        pos = first
-        while pos < len(seq):
-            end = min(len(seq), pos + max(1, ctx // 2))   # score targets seq[pos:end]
-            start = max(0, end - 1 - ctx)                 # window of inputs seq[start:end-1]
-            window = torch.tensor([seq[start:end - 1]], device=self.model.device)
-            with torch.no_grad():
-                logp = F.log_softmax(self.model(window).logits[0].float(), dim=-1)   # (W, V)
-            rows = logp[pos - 1 - start:]                                            # predictions of seq[pos:end]
-            targets = torch.tensor(seq[pos:end], device=rows.device)
-            logprobs += rows.gather(1, targets[:, None])[:, 0].tolist()
-            entropies += (-(rows.exp() * rows).sum(-1)).tolist()
-            pos = end
-        return logprobs, entropies
 
 
 # -- an OpenAI-compatible completions endpoint ------------------------------------------------

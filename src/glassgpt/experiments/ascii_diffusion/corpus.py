@@ -42,3 +42,24 @@ def write_corpus(path: str | Path, documents: int, schedule: Schedule, sequences
               f"on unseen kinds")
     atomic_write_text(path, build_corpus(documents, schedule, sequences_per_document, kinds, seed, progress))
     return Path(path)
+
+
+def train_diffusion_model(run_dir: str | Path, schedule: Schedule, *, documents: int = 3000, sequences: int = 2,
+                          kinds: tuple[str, ...] = TRAIN_KINDS, seed: int = 0, minutes: float = 5.0,
+                          max_iters: int = 5000, d_model: int = 128, n_layer: int = 4, n_head: int = 4,
+                          context_length: int = 768, batch_size: int = 16, progress: bool = True) -> Path:
+    """Corpus -> char-level token files -> a small GPT trained for at most `minutes`.
+
+    The corpus and token files go to run_dir/data; the model is a normal run directory."""
+    from ...model import GPTConfig
+    from ...train import TrainConfig, prepare, train
+
+    run_dir = Path(run_dir)
+    corpus = write_corpus(run_dir / "data" / "corpus.txt", documents, schedule, sequences, kinds, seed, progress)
+    prepare([str(corpus)], run_dir / "data" / "tokens", tokenizer="char", progress=progress)
+    config = GPTConfig(vocab_size=256, context_length=context_length, d_model=d_model, n_layer=n_layer,
+                       n_head=n_head)      # vocab_size is replaced by the data's tokenizer
+    train(run_dir / "data" / "tokens", run_dir, config,
+          TrainConfig(max_iters=max_iters, max_seconds=minutes * 60, batch_size=batch_size, warmup_iters=50,
+                      eval_interval=100, seed=seed), progress=progress)
+    return run_dir

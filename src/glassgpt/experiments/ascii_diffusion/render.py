@@ -16,7 +16,8 @@ PAD = 12
 def _font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
     import matplotlib
 
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSansMono.ttf"), size)
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSansMono.ttf"), size,
+                              layout_engine=ImageFont.Layout.BASIC)
 
 
 def render_sequences(sequences: list[tuple[str, list[tuple[str, list[str]]]]], charset: frozenset[str] | None,
@@ -43,7 +44,8 @@ def render_sequences(sequences: list[tuple[str, list[tuple[str, list[str]]]]], c
             for r, row in enumerate(rows):
                 for c, char in enumerate(row):
                     noisy = charset is not None and char not in charset
-                    draw.text((x + c * cw, top + r * ch), char, font=font, fill="red" if noisy else "black")
+                    shown = char if char.isprintable() else "?"      # a model may write control characters
+                    draw.text((x + c * cw, top + r * ch), shown, font=font, fill="red" if noisy else "black")
             x += panel_width(rows, title)
         y += height
     path = Path(path)
