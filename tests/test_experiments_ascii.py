@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from glassgpt.errors import GlassError
-from glassgpt.experiments.ascii_diffusion import (HELD_OUT_KINDS, KINDS, TRAIN_KINDS, Art, Schedule, build_corpus,
+from glassgpt.experiments.ascii_diffusion import (HELD_OUT_KINDS, KINDS, TRAIN_KINDS, Schedule, build_corpus,
                                                   build_frames, build_prompt, draw, format_sequence, load_art,
                                                   parse_frames, render_sequences, score_sequence)
 from glassgpt.experiments.ascii_diffusion.builder import Frame

@@ -93,8 +93,10 @@ def sample_metrics(tokens: Sequence[Hashable]) -> dict:
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Rank correlation (ties get their mean rank); nan when either side is constant."""
-    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    """Rank correlation (ties get their mean rank); nan when either side is constant.
+
+    Values are rounded to 9 decimals first, so float noise in an equal value is a tie."""
+    rx, ry = _ranks(np.round(np.asarray(x, float), 9)), _ranks(np.round(np.asarray(y, float), 9))
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])

@@ -43,6 +43,9 @@ METRICS = {
     "mean_entropy": "mean entropy of the T=1 distribution at sampled positions (nats)",
     "cross_entropy": "cross-entropy of the samples under the model at T=1 (nats/token)",
 }
+TITLES = {"rep_2": "repeated 2-grams", "rep_3": "repeated 3-grams", "rep_4": "repeated 4-grams",
+          "loop_span": "longest exact loop (tokens)", "distinct_1": "distinct-1", "distinct_2": "distinct-2",
+          "mean_entropy": "entropy at T=1 (nats)", "cross_entropy": "cross-entropy at T=1 (nats/token)"}
 
 
 @dataclass
@@ -102,7 +105,7 @@ def temperature_mechanism(completer: Completer, prompt: str, temperatures, k: in
     order_kept = all(np.array_equal(np.argsort(-np.array(r["probs"]), kind="stable"), np.arange(len(scores)))
                      for r in rows)
     return {"prompt": prompt, "tokens": top.tokens, "scores": scores.tolist(), "score_kind": top.kind,
-            "normalised_over": "whole vocabulary" if len(rest) else f"top {len(scores)} tokens only",
+            "normalised_over": "whole vocabulary" if top.kind == "logits" else f"top {len(scores)} tokens only",
             "rows": rows, "order_kept": bool(order_kept)}
 
 
@@ -228,7 +231,7 @@ def plot_consequences(results: dict, path: Path) -> None:
         ax.fill_between(temps, lo, hi, color="tab:blue", alpha=0.15, label="min-max over seeds")
         ax.errorbar(temps, mean, yerr=std, marker="o", color="tab:blue", capsize=3, label="mean ± std")
         ax.axvline(1.0, color="gray", lw=0.8, ls=":")
-        ax.set_title(METRICS[m].split(" (")[0], fontsize=9)
+        ax.set_title(TITLES[m], fontsize=9)
         ax.set_xlabel("temperature")
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
@@ -279,7 +282,8 @@ def render_report(results: dict) -> str:
               "![metrics against temperature](metrics_vs_temperature.png)", "", "### What the numbers show", ""]
     for f in results["findings"]:
         (tl, ml, sl), (t1, m1, s1), (th, mh, sh) = f["low"], f["one"], f["high"]
-        lines.append(f"- **{f['label']}** {f['trend']} (Spearman ρ = {f['rho']:.2f} over seed-level points): "
+        rho = "n/a" if math.isnan(f["rho"]) else f"{f['rho']:.2f}"
+        lines.append(f"- **{f['label']}** {f['trend']} (Spearman ρ = {rho} over seed-level points): "
                      f"{ml:.3f} ± {sl:.3f} at T = {tl:g}, {m1:.3f} ± {s1:.3f} at T = {t1:g}, "
                      f"{mh:.3f} ± {sh:.3f} at T = {th:g}.")
     loops = [(p["temperature"], p["metrics"]["loop_half"]) for p in results["per_temperature"]
