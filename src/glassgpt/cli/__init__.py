@@ -22,6 +22,7 @@ COMMANDS = [
     "play",
     "inspect",
     "ablate",
+    "experiment",
 ]
 
 
