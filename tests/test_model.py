@@ -224,3 +224,21 @@ def test_probes_cost_nothing_when_unused_and_edit_when_asked():
     assert not torch.allclose(plain, no_ff)
     assert all(m.probes is None for m in model.modules() if hasattr(m, "probes"))
     assert torch.equal(model(x).logits, plain)
+
+
+def test_decoding_unembedding_copy_follows_weight_changes():
+    model, x = tiny(tie_embeddings=False), ids(batch=1, T=3)
+    with torch.no_grad():
+        first = model(x, last_only=True).logits                      # the fast (C, V) copy is made
+        torch.testing.assert_close(first, model.unembed(model.final_norm(_hidden(model, x))))
+        model.unembed.weight.mul_(2.0)                               # e.g. an optimiser step
+        model.unembed.bias.add_(1.0)
+        second = model(x, last_only=True).logits
+    torch.testing.assert_close(second, model.unembed(model.final_norm(_hidden(model, x))).detach())
+    assert not torch.allclose(first, second)
+
+
+def _hidden(model, x):
+    with model.probing(read=["blocks.1.resid_post"]) as probes:
+        model(x)
+    return probes["blocks.1.resid_post"][:, -1:]

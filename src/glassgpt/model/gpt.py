@@ -85,11 +85,31 @@ class GPT(Probed):
         if last_only:
             x = x[:, -1:]
         x = self.probe("final_norm", self.final_norm(x))
-        logits = self.probe("logits", self.unembed(x))                            # (B, T, V)
+        logits = self.probe("logits", self.unembed_logits(x))                     # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return GPTOutput(logits, loss)
+
+    def unembed_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The final projection to one logit per vocabulary entry: (B, T, C) -> (B, T, V).
+
+        Decoding reads the whole V x C matrix for every token. BLAS streams it about twice
+        as fast from a C x V copy (x @ W reads rows in order) as from nn.Linear's V x C, so
+        for a few positions without gradients a transposed copy is used, remade whenever
+        the weights change.
+        """
+        B, T, C = x.shape
+        if torch.is_grad_enabled() or B * T > 8:
+            return self.unembed(x)
+        weight = self.unembed.weight
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        if getattr(self, "_unembed_t_key", None) != key:
+            self._unembed_t, self._unembed_t_key = weight.detach().t().contiguous(), key   # (C, V)
+        logits = x.reshape(B * T, C) @ self._unembed_t
+        if self.unembed.bias is not None:
+            logits = logits + self.unembed.bias
+        return logits.view(B, T, -1)
 
     # -- probes ------------------------------------------------------------------------------
     def _name_probe_points(self) -> None:
