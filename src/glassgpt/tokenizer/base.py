@@ -49,8 +49,12 @@ class Tokenizer:
               progress: bool | None = None) -> Tokenizer:
         """Learn a byte-level BPE tokenizer with `vocab_size` ids in all (256 bytes, the
         learned merges, then the specials) from a string or an iterable of strings.
-        Stops early, with a smaller vocabulary, if the corpus runs out of pairs to merge.
-        `progress`: True/False, or None for a bar only when training is slow."""
+
+        Each step merges the most frequent adjacent pair; ties go to the pair whose
+        (left bytes, right bytes) sorts first. Special-token names in the corpus are cut
+        out, so no merge learns part of one. Stops early, with a smaller vocabulary, if the
+        corpus runs out of pairs. `pattern`: "gpt2", "gpt4" or a regex of your own.
+        `progress`: True/False, or None for bars only when a step is slow."""
         from .train_bpe import train_bpe
 
         return train_bpe(texts, vocab_size, special_tokens, pattern, progress)
@@ -71,7 +75,7 @@ class Tokenizer:
 
         vocab = files.read_ranks(path)
         if not isinstance(special_tokens, dict):
-            special_tokens = {name: len(vocab) + i for i, name in enumerate(_unique(special_tokens))}
+            special_tokens = {name: len(vocab) + i for i, name in enumerate(unique_names(special_tokens))}
         return BPETokenizer(vocab, pattern, special_tokens)
 
     @classmethod
@@ -106,11 +110,13 @@ class Tokenizer:
         raise GlassError(f"a {self.kind} tokenizer has no tiktoken rank file; only BPE tokenizers do")
 
     def to_dict(self) -> dict:
+        """Everything `save` writes besides the format and version: kind, vocab, specials."""
         raise NotImplementedError
 
     # --- encoding -------------------------------------------------------------------------
 
     def encode_ordinary(self, text: str) -> list[int]:
+        """Ids for `text` with special-token names treated as plain text."""
         raise NotImplementedError
 
     def encode(self, text: str, allowed_special="none") -> list[int]:
@@ -201,9 +207,6 @@ class Tokenizer:
         """The id of `<|endoftext|>`, or None if this tokenizer has no such token."""
         return self.special_tokens.get(EOT)
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind} vocab_size={self.vocab_size} specials={list(self.special_tokens)}>"
 
@@ -218,7 +221,8 @@ def utf8(text: str) -> bytes:
             "clean the text first, e.g. text.encode('utf-8', 'replace').decode()") from None
 
 
-def _unique(names) -> list[str]:
+def unique_names(names) -> list[str]:
+    """Special-token names as a list (one name alone is fine), refusing repeats."""
     names = [names] if isinstance(names, str) else list(names or ())
     if len(set(names)) != len(names):
         raise GlassError(f"special tokens repeat a name: {names}")

@@ -10,15 +10,13 @@ typical encode is a regex scan plus one dict lookup per piece.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 
 from ..errors import GlassError
 from . import files
 from .base import Tokenizer, utf8
 from .pretokenize import compile_pattern, resolve_pattern
 
-# Pieces up to this many bytes use the simple quadratic loop (fastest for short words);
-# longer ones (long runs of spaces, minified data) use a heap so they stay n log n.
-SHORT_PIECE = 48
 CACHE_LIMIT = 200_000
 
 
@@ -56,8 +54,7 @@ class BPETokenizer(Tokenizer):
         rank = self._ranks.get(data)
         if rank is not None:
             return [rank]
-        parts = merge_short(data, self._ranks) if len(data) <= SHORT_PIECE else merge_long(data, self._ranks)
-        return [self._ranks[part] for part in parts]
+        return [self._ranks[part] for part in merge_piece(data, self._ranks)]
 
     def to_tiktoken(self, path) -> None:
         """Write the ranks as a tiktoken file. Specials are not part of that format: give
@@ -77,25 +74,14 @@ class BPETokenizer(Tokenizer):
         return {**self.__dict__, "_cache": {}}
 
 
-def merge_short(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
-    """BPE on one piece: join the lowest-ranked adjacent pair until none is a token."""
-    parts = [data[i:i + 1] for i in range(len(data))]
-    while len(parts) > 1:
-        best_rank, best_i = None, 0
-        for i in range(len(parts) - 1):
-            rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):
-                best_rank, best_i = rank, i
-        if best_rank is None:
-            break
-        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return parts
+def merge_piece(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
+    """BPE on one piece: join the lowest-ranked adjacent pair (leftmost on a tie) until no
+    adjacent pair is a token.
 
-
-def merge_long(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
-    """The same merges as `merge_short`, in O(n log n): a linked list of parts and a heap of
-    (rank, position) for adjacent pairs. An entry whose pair has changed since it was
-    pushed is skipped when popped (its rank no longer matches)."""
+    Done in O(n log n), so a run of 100,000 spaces is no problem: the parts form a linked
+    list (`nxt`, `prv`, indexed by the byte where each part starts) and the candidate pairs
+    sit in a heap of (rank, position). An entry whose pair changed after it was pushed is
+    skipped when popped: its rank no longer matches."""
     n = len(data)
     parts: list[bytes | None] = [data[i:i + 1] for i in range(n)]  # part starting at byte i
     nxt, prv = list(range(1, n + 1)), list(range(-1, n - 1))
@@ -120,8 +106,7 @@ def merge_long(data: bytes, ranks: dict[bytes, int]) -> list[bytes]:
 
 def _check_vocab(vocab: list[bytes], ranks: dict[bytes, int]) -> None:
     if len(ranks) != len(vocab):
-        seen: set[bytes] = set()
-        dup = next(t for t in vocab if t in seen or seen.add(t))
+        dup = next(token for token, n in Counter(vocab).items() if n > 1)
         raise GlassError(f"vocabulary lists the token {dup!r} twice")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:

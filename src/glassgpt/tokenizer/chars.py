@@ -6,7 +6,7 @@ same vocabulary. A character never seen in training cannot be encoded (GlassErro
 from __future__ import annotations
 
 from ..errors import GlassError
-from .base import Tokenizer, _unique, utf8
+from .base import Tokenizer, unique_names, utf8
 from .pretokenize import special_splitter
 
 
@@ -24,7 +24,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_text(cls, text: str, special_tokens=()) -> CharTokenizer:
-        names = _unique(special_tokens)
+        names = unique_names(special_tokens)
         splitter = special_splitter(names)
         chars = sorted(set("".join(splitter.split(text)[::2]) if splitter else text))
         if not chars:

@@ -23,14 +23,14 @@ from collections import Counter, defaultdict
 from tqdm.auto import tqdm
 
 from ..errors import GlassError
-from .base import _unique, utf8
+from .base import unique_names, utf8
 from .bpe import BPETokenizer
 from .pretokenize import compile_pattern, special_splitter
 
 
 def train_bpe(texts, vocab_size: int, special_tokens, pattern: str, progress=None) -> BPETokenizer:
     """`Tokenizer.train`: count the pieces, learn the merges, number the specials last."""
-    specials = _unique(special_tokens)
+    specials = unique_names(special_tokens)
     n_new = vocab_size - 256 - len(specials)
     if n_new < 0:
         raise GlassError(f"vocab_size {vocab_size} is too small: byte-level BPE needs the 256 bytes "
@@ -52,6 +52,8 @@ def count_pieces(texts, pattern, specials_splitter=None, progress=None) -> Count
     counts: Counter = Counter()
     with _bar(progress, desc="counting pieces", unit="text") as bar:
         for text in texts:
+            if not isinstance(text, str):
+                raise GlassError(f"training texts must be strings, got {type(text).__name__}")
             chunks = specials_splitter.split(text)[::2] if specials_splitter else (text,)
             for chunk in chunks:
                 counts.update(pattern.findall(chunk))
