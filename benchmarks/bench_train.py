@@ -127,6 +127,12 @@ def reference_val_loss(step: ReferenceStep, data: Path, meta: dict, context: int
     return torch.stack(losses).mean().item()
 
 
+def add(rows: list, row: tuple) -> None:
+    """Keep a table row, and show it at once on stderr: a full run takes minutes."""
+    rows.append(row)
+    print("  ".join(map(str, row)), file=sys.stderr, flush=True)
+
+
 # -- the two benchmarks ---------------------------------------------------------------------------
 def bench_small(args, rows: list) -> None:
     data = shakespeare_chars()
@@ -138,7 +144,7 @@ def bench_small(args, rows: list) -> None:
     speed = interleaved_speed({"ours": OursStep(config, settings, "fp32"),
                                "reference": ReferenceStep(config, settings, "fp32")},
                               data, meta, 12, 64, per_round=args.speed_steps, rounds=3)
-    rows.append(("(a) train tokens/s, 4x128, ctx 64, batch 12", f"{speed['ours']:,.0f}",
+    add(rows, ("(a) train tokens/s, 4x128, ctx 64, batch 12", f"{speed['ours']:,.0f}",
                  f"{speed['reference']:,.0f}", f"{speed['ours'] / speed['reference']:.2f}x"))
     with tempfile.TemporaryDirectory() as tmp:
         result = train(data, Path(tmp) / "run", config, settings, progress=args.progress)
@@ -149,9 +155,9 @@ def bench_small(args, rows: list) -> None:
         for _ in range(args.ref_iters):
             ref(*batches.next())
         reference = f"{reference_val_loss(ref, data, meta, 64):.3f} @{args.ref_iters}"
-    rows.append((f"(a) val loss after {args.iters} iters (target <= 1.90 @2000)", f"{result.val_loss:.3f}",
+    add(rows, (f"(a) val loss after {args.iters} iters (target <= 1.90 @2000)", f"{result.val_loss:.3f}",
                  reference or "not run", ""))
-    rows.append((f"(a) our full {args.iters}-iter run, tokens/s incl. overhead",
+    add(rows, (f"(a) our full {args.iters}-iter run, tokens/s incl. overhead",
                  f"{result.tokens_per_second:,.0f}", "", ""))
 
 
@@ -167,7 +173,7 @@ def bench_big(args, rows: list) -> None:
         speed = interleaved_speed({"ours": OursStep(config, settings, precision),
                                    "reference": ReferenceStep(config, settings, precision)},
                                   data, meta, args.big_batch, 256, per_round=steps, rounds=1)
-        rows.append((f"(b) train tokens/s {precision}, 6x384, ctx 256, batch {args.big_batch}",
+        add(rows, (f"(b) train tokens/s {precision}, 6x384, ctx 256, batch {args.big_batch}",
                      f"{speed['ours']:,.0f}", f"{speed['reference']:,.0f}",
                      f"{speed['ours'] / speed['reference']:.2f}x"))
         reference = ReferenceStep(config, settings, precision)
@@ -176,7 +182,7 @@ def bench_big(args, rows: list) -> None:
         for name, step in (("ours", ours), ("reference", reference)):
             batches = RandomBatches(open_tokens(data / "train.bin", meta["dtype"]), args.big_batch, 256, CPU, seed=5)
             losses[name] = [step(*batches.next()).item() for _ in range(steps)][-1]
-        rows.append((f"(b) loss after {steps} steps, {precision} (same init + batches)",
+        add(rows, (f"(b) loss after {steps} steps, {precision} (same init + batches)",
                      f"{losses['ours']:.4f}", f"{losses['reference']:.4f}", ""))
 
 
