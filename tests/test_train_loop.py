@@ -136,11 +136,12 @@ def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run_bit_for_bit(data_d
             signal.raise_signal(signal.SIGINT)
         return real_next(self)
     monkeypatch.setattr(data_module.RandomBatches, "next", next_then_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train(data_dir, tmp_path / "cut", config, settings, progress=False)
     monkeypatch.setattr(data_module.RandomBatches, "next", real_next)
     assert load_train_state(tmp_path / "cut")["step"] == 7      # the step in progress was finished and saved
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler                 # Ctrl-C behaves as before again
 
     resumed = train(None, tmp_path / "cut", resume=True, progress=False)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")

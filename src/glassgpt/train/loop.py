@@ -161,6 +161,8 @@ class Trainer:
                              f"Continue with: glassgpt train --resume {self.run_dir}")
                     raise KeyboardInterrupt
                 if fraction >= 1.0:
+                    bar.total = self.step              # a time-limited run ends at 100% too
+                    bar.refresh()
                     break
                 window_loss += self.train_step(learning_rate(config, self.step, fraction))
                 self.step += 1
