@@ -8,7 +8,7 @@ from pathlib import Path
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
     wanted = [a for a in argv if not a.startswith("-")]
-    names = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                    if m.name.startswith("bench_"))
     for name in wanted or names:
         if name not in names:
