@@ -51,8 +51,10 @@ TIKTOKEN_PATTERNS = {
 }
 
 
-def tiktoken_encoding(tok, path):
-    """A tiktoken Encoding over our exported ranks, with tiktoken's spelling of our pattern."""
+@pytest.fixture(scope="module")
+def enc(tok, tmp_path_factory):
+    """tiktoken over the ranks `tok` exported, with tiktoken's spelling of the pattern."""
+    path = tmp_path_factory.mktemp("ranks") / "ranks.tiktoken"
     tok.to_tiktoken(path)
     ranks = tiktoken.load.load_tiktoken_bpe(str(path))
     return tiktoken.Encoding("test", pat_str=TIKTOKEN_PATTERNS[tok.pattern], mergeable_ranks=ranks,
@@ -177,12 +179,13 @@ def test_lone_surrogates_are_rejected_with_a_clear_error(tok):
         Tokenizer.chars("abc \udfff")
 
 
-def test_decode_of_a_partial_character(tok):
+def test_decode_of_a_partial_character():
+    tok = Tokenizer.train("plain ascii", 260)
     ids = tok.encode("🙂")
-    assert tok.decode_bytes(ids[:1]) == "🙂".encode()[:len(tok.token_bytes(ids[0]))]
-    if len(ids) > 1:
-        assert "\ufffd" in tok.decode(ids[:1])
-        assert "\\x" in tok.id_to_str(ids[0])
+    assert ids == list("🙂".encode())  # no merges for it: one id per byte
+    assert tok.decode_bytes(ids[:2]) == b"\xf0\x9f"
+    assert tok.decode(ids[:2]) == "\ufffd"
+    assert tok.id_to_str(ids[0]) == "\\xf0" and tok.token_bytes(ids[0]) == b"\xf0"
 
 
 def test_decode_accepts_numpy_and_torch_ids(tok):
@@ -195,30 +198,27 @@ def test_decode_accepts_numpy_and_torch_ids(tok):
 # --- tiktoken parity --------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", SAMPLES)
-def test_same_ids_as_tiktoken(tok, tmp_path, text):
-    enc = tiktoken_encoding(tok, tmp_path / "ranks.tiktoken")
+def test_same_ids_as_tiktoken(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
     assert tok.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
 
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.lists(st.sampled_from(SAMPLES[1:] + ["  ", "\n", "'s", "ll", "123"]) | any_text, max_size=6).map("".join))
-def test_same_ids_as_tiktoken_on_any_text(tok, tmp_path_factory, text):
-    enc = tiktoken_encoding(tok, tmp_path_factory.mktemp("ranks") / "ranks.tiktoken")
+def test_same_ids_as_tiktoken_on_any_text(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=" \t\n\r\x0b\x0c\u00a0\u3000ab'sSlL1.é-", max_size=40))
-def test_same_ids_as_tiktoken_on_whitespace_and_contractions(tok, tmp_path_factory, text):
-    enc = tiktoken_encoding(tok, tmp_path_factory.mktemp("ranks") / "ranks.tiktoken")
+def test_same_ids_as_tiktoken_on_whitespace_and_contractions(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
 
 
 def test_from_tiktoken_reads_what_to_tiktoken_wrote(tok, tmp_path):
     tok.to_tiktoken(tmp_path / "ranks.tiktoken")
     again = Tokenizer.from_tiktoken(tmp_path / "ranks.tiktoken", pattern=tok.pattern)
-    assert again == tok
+    assert again.to_dict() == tok.to_dict()
 
 
 def test_from_tiktoken_with_special_ids_after_a_gap(tok, tmp_path):
@@ -279,14 +279,14 @@ def test_char_round_trip(text):
 def test_save_load_identity(tok, tmp_path):
     tok.save(tmp_path / "tok.json")
     again = Tokenizer.load(tmp_path / "tok.json")
-    assert again == tok and again.special_tokens == tok.special_tokens
+    assert again.to_dict() == tok.to_dict() and again.special_tokens == tok.special_tokens
     assert again.encode(PROSE + UNICODE) == tok.encode(PROSE + UNICODE)
 
 
 def test_save_load_char_identity(tmp_path):
     tok = Tokenizer.chars(UNICODE, special_tokens=("<|endoftext|>",))
     tok.save(tmp_path / "chars.json")
-    assert Tokenizer.load(tmp_path / "chars.json") == tok
+    assert Tokenizer.load(tmp_path / "chars.json").to_dict() == tok.to_dict()
 
 
 def test_the_json_shows_ascii_tokens_as_themselves(tok, tmp_path):

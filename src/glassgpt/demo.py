@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,19 +25,23 @@ from .train import TrainConfig, load_corpus, prepare, train
 
 SAMPLE_TEMPERATURES = (0.2, 0.8, 1.2)
 TABLE_TEMPERATURES = (0.5, 1.0, 2.0)
+DEMO_MARKER = "demo.json"
 PROMPTS = {"shakespeare": "ROMEO:\n", "python-docs": "The "}
 
 
 def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: str | None = None,
              sample_tokens: int = 200, seed: int = 1337) -> Path:
     out_dir = Path(out_dir)
-    name, texts = _corpus(corpus)
-    say(f"[1/4] corpus: {name} ({sum(map(len, texts)) / 1e6:.1f} M characters)")
-    data_dir = prepare(texts, out_dir / "data", tokenizer="bpe", vocab_size=1024)
-    say(f"[2/4] training a small GPT for {seconds:.0f} s on {torch.get_num_threads()} CPU threads")
-    model_config = GPTConfig.preset("small", vocab_size=1024, context_length=128, d_model=192, n_layer=4, n_head=6)
-    train(data_dir, out_dir, model_config, TrainConfig(max_seconds=seconds, max_iters=100_000, batch_size=16,
-                                                       lr=2e-3, warmup_iters=50, eval_interval=200, seed=seed))
+    _clear_previous_demo(out_dir)
+    name = _choose_corpus(corpus)
+    say(f"[1/4] corpus: {name}; training a byte-level BPE tokenizer")
+    prepare([name], out_dir / "data", tokenizer="bpe", vocab_size=1024)
+    say(f"\n[2/4] training a small GPT for {seconds:.0f} s on {torch.get_num_threads()} CPU threads")
+    model_config = GPTConfig.preset("small", context_length=128, d_model=192, n_layer=4, n_head=6)
+    train(out_dir / "data", out_dir, model_config,
+          TrainConfig(max_seconds=seconds, max_iters=None, batch_size=16, lr=2e-3, min_lr=2e-4,
+                      warmup_iters=50, eval_interval=200, seed=seed))
+    (out_dir / DEMO_MARKER).write_text(json.dumps({"corpus": name, "seconds": seconds}))
     model = load(out_dir)
     prompt = PROMPTS[name]
     say(f"\n[3/4] samples from {prompt!r}, {sample_tokens} tokens each")
@@ -49,14 +55,23 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
     return out_dir
 
 
-def _corpus(requested: str | None) -> tuple[str, list[str]]:
+def _clear_previous_demo(out_dir: Path) -> None:
+    """Re-running the demo replaces its own previous run, and never anything else."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / DEMO_MARKER).exists():
+            raise GlassError(f"{out_dir} exists and is not a demo run: pass another directory with -o")
+        shutil.rmtree(out_dir)
+
+
+def _choose_corpus(requested: str | None) -> str:
     if requested:
-        return requested, load_corpus([requested])
+        return requested
     try:
-        return "shakespeare", load_corpus(["shakespeare"])
+        load_corpus(["shakespeare"])        # fetched once, then cached
+        return "shakespeare"
     except GlassError as e:
         say(f"(could not fetch the Shakespeare corpus: {e}; using the Python docs instead)")
-        return "python-docs", load_corpus(["python-docs"])
+        return "python-docs"
 
 
 @torch.inference_mode()

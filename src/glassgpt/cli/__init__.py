@@ -20,6 +20,9 @@ COMMANDS = [
     "train",
     "generate",
     "play",
+    "inspect",
+    "ablate",
+    "experiment",
 ]
 
 

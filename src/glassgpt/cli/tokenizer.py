@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
     train = sub.add_parser("train", help="learn a tokenizer from text files")
     train.add_argument("files", nargs="+", type=Path, metavar="FILE", help="UTF-8 text files")
-    train.add_argument("--vocab-size", type=int, help="ids in all: 256 bytes + merges + specials (BPE)")
+    train.add_argument("--vocab-size", type=int, metavar="N", help="ids in all: 256 bytes + merges + specials (BPE)")
     train.add_argument("-o", "--output", type=Path, required=True, help="tokenizer JSON file to write")
     train.add_argument("--char", action="store_true", help="one id per character instead of BPE")
     train.add_argument("--special", action="append", metavar="NAME",
@@ -41,9 +41,9 @@ def register(subparsers) -> None:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("-t", "--tokenizer", type=Path, required=True, help="tokenizer JSON file")
         if name == "decode":
-            p.add_argument("ids", nargs="*", metavar="ID")
+            p.add_argument("ids", nargs="*", metavar="ID", help="token ids (default: read from stdin)")
         else:
-            p.add_argument("text", nargs="?", metavar="TEXT")
+            p.add_argument("text", nargs="?", metavar="TEXT", help="the text (default: read from stdin)")
             p.add_argument("--allow-special", action="store_true",
                            help="turn special-token names in the text into their ids")
         if name == "show":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import GlassError
@@ -65,6 +66,8 @@ def run(args) -> int:
             raise GlassError("give DATA_DIR and -o RUN_DIR (or --resume RUN_DIR)")
         model_config = GPTConfig.preset(args.preset, **{n: getattr(args, n) for n in MODEL_OPTIONS})
         result = train(args.data_dir, args.out, model_config, TrainConfig(**given))
+    if os.environ.get("RANK", "0") != "0":
+        return 0                       # under torchrun, rank 0 reports for everyone
     val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
     best = f" (best {result.best_val_loss:.4f})" if result.best_val_loss is not None else ""
     print(f"trained {result.step} steps{val}{best} at "

@@ -152,6 +152,11 @@ class GPT(Probed):
         from ..generate import generate   # upper layer, imported on use: model/ does not depend on it
         return generate(self, prompt, **kwargs)
 
+    def trace(self, prompt, **kwargs):
+        """Keep what one forward pass over `prompt` computes; see glassgpt.inspect.trace."""
+        from ..inspect import trace   # upper layer, imported on use
+        return trace(self, prompt, **kwargs)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())    # tied weights are counted once
 

@@ -110,11 +110,13 @@ class Tokenizer:
         raise GlassError(f"a {self.kind} tokenizer has no tiktoken rank file; only BPE tokenizers do")
 
     def to_dict(self) -> dict:
+        """Everything `save` writes besides the format and version: kind, vocab, specials."""
         raise NotImplementedError
 
     # --- encoding -------------------------------------------------------------------------
 
     def encode_ordinary(self, text: str) -> list[int]:
+        """Ids for `text` with special-token names treated as plain text."""
         raise NotImplementedError
 
     def encode(self, text: str, allowed_special="none") -> list[int]:
@@ -204,9 +206,6 @@ class Tokenizer:
     def eot_id(self) -> int | None:
         """The id of `<|endoftext|>`, or None if this tokenizer has no such token."""
         return self.special_tokens.get(EOT)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} kind={self.kind} vocab_size={self.vocab_size} specials={list(self.special_tokens)}>"
