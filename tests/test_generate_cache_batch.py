@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from conftest_generate import ALPHABET, CharTokenizer, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 from glassgpt.errors import GlassError

@@ -35,9 +35,13 @@ BUCKETS_PER_NAT, N_BUCKETS = 256, 8192     # top_p's buckets: 1/256 nat wide, 32
 def repetition_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's penalty (Keskar et al. 2019): make tokens already seen less likely (r > 1).
 
-    Dividing a positive logit and multiplying a negative one both push it down."""
-    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(counts > 0, penalized, logits)
+    Dividing a positive logit and multiplying a negative one both push it down. Only the
+    few seen entries are touched, not all 50k."""
+    seen = (counts > 0).nonzero(as_tuple=True)                                 # (rows, tokens)
+    values = logits[seen]
+    logits = logits.clone()
+    logits[seen] = torch.where(values > 0, values / penalty, values * penalty)
+    return logits
 
 
 def frequency_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -73,9 +77,8 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     mass crosses p, and sort only that bucket's few tokens."""
     if p >= 1.0:
         return logits
-    logp = torch.log_softmax(logits.float(), dim=-1)                           # (B, V)
-    probs = logp.exp()
-    depth = (logp.max(dim=-1, keepdim=True).values - logp) * BUCKETS_PER_NAT
+    probs = torch.softmax(logits.float(), dim=-1)                              # (B, V)
+    depth = (logits.max(dim=-1, keepdim=True).values - logits) * BUCKETS_PER_NAT  # log p_best - log p
     bucket = depth.clamp(max=N_BUCKETS - 1).long()                             # (B, V): 0 = most likely
     mass = torch.zeros(probs.shape[0], N_BUCKETS, device=probs.device).scatter_add_(-1, bucket, probs)
     above = mass.cumsum(dim=-1) - mass                  # mass of all more likely buckets (B, N_BUCKETS)
