@@ -52,11 +52,14 @@ class OursStep:
         self.optimizer = make_optimizer(self.model, settings, CPU)
         self.step = 0
 
+    def loss(self, x, y) -> torch.Tensor:
+        return self.model(x, y).loss
+
     def __call__(self, x, y) -> torch.Tensor:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.settings, self.step, self.step / self.settings.max_iters)
         with autocast(CPU, self.precision):
-            loss = self.model(x, y).loss
+            loss = self.loss(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.optimizer.step()
@@ -81,18 +84,9 @@ class ReferenceStep(OursStep):
              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
             lr=settings.lr, betas=settings.betas)
 
-    def __call__(self, x, y) -> torch.Tensor:
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.settings, self.step, self.step / self.settings.max_iters)
-        with autocast(CPU, self.precision):
-            logits = self.model(input_ids=x).logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return loss.detach()
+    def loss(self, x, y) -> torch.Tensor:
+        logits = self.model(input_ids=x).logits
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
 
 
 def tokens_per_second(step, batches: RandomBatches, steps: int) -> float:

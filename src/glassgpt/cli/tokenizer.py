@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import GlassError
+from ..tokenizer import files
 
 # Alternating token backgrounds for `show` (256-colour pastels, dark text on top).
 BACKGROUNDS = (153, 229, 194, 217)
@@ -119,11 +120,4 @@ def _text(args) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GlassError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise GlassError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise GlassError(f"{path}: cannot read ({e.strerror})") from None
+    return files._read_text(path, "text")
