@@ -84,7 +84,7 @@ def test_train_char(trained):
     (["encode", "-t", "missing.json", "x"], "missing.json: no such tokenizer file"),
     (["decode", "-t", "{tok}", "1", "99999"], "id 99999 is not in the vocabulary"),
     (["decode", "-t", "{tok}", "1", "two"], "ids must be integers"),
-    (["train", "missing.txt", "--vocab-size", "300", "-o", "x.json"], "missing.txt: no such file"),
+    (["train", "missing.txt", "--vocab-size", "300", "-o", "x.json"], "missing.txt: no such text file"),
     (["train", "{dir}/a.txt", "--vocab-size", "100", "-o", "{dir}/x.json"], "vocab_size 100 is too small"),
     (["train", "{dir}/a.txt", "-o", "{dir}/x.json"], "--vocab-size is required"),
 ])
