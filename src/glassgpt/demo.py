@@ -7,7 +7,8 @@
 2. a byte-level BPE tokenizer and a small model trained for a fixed time budget on the CPU;
 3. samples at three temperatures, and for one prompt the ten most likely next tokens at
    three temperatures: the same logits, divided by T, then softmaxed;
-4. an inspection of one line: how surprised the model is by each token.
+4. an inspection of one line: how surprised the model is by each token, and what else it
+   expected there.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 
 from .errors import GlassError
 from .generate import generate
+from .inspect.render import trace_report, use_color
 from .model import GPTConfig, load
 from .train import TrainConfig, load_corpus, prepare, train
 
@@ -27,6 +29,8 @@ SAMPLE_TEMPERATURES = (0.2, 0.8, 1.2)
 TABLE_TEMPERATURES = (0.5, 1.0, 2.0)
 DEMO_MARKER = "demo.json"
 PROMPTS = {"shakespeare": "ROMEO:\n", "python-docs": "The "}
+INSPECT = {"shakespeare": "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?",
+           "python-docs": "The for statement is used to iterate over the elements of a sequence"}
 
 
 def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: str | None = None,
@@ -34,9 +38,9 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
     out_dir = Path(out_dir)
     _clear_previous_demo(out_dir)
     name = _choose_corpus(corpus)
-    say(f"[1/4] corpus: {name}; training a byte-level BPE tokenizer")
+    say(f"[1/5] corpus: {name}; training a byte-level BPE tokenizer")
     prepare([name], out_dir / "data", tokenizer="bpe", vocab_size=1024)
-    say(f"\n[2/4] training a small GPT for {seconds:.0f} s on {torch.get_num_threads()} CPU threads")
+    say(f"\n[2/5] training a small GPT for {seconds:.0f} s on {torch.get_num_threads()} CPU threads")
     model_config = GPTConfig.preset("small", context_length=128, d_model=192, n_layer=4, n_head=6)
     train(out_dir / "data", out_dir, model_config,
           TrainConfig(max_seconds=seconds, max_iters=None, batch_size=16, lr=2e-3, min_lr=2e-4,
@@ -44,14 +48,18 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
     (out_dir / DEMO_MARKER).write_text(json.dumps({"corpus": name, "seconds": seconds}))
     model = load(out_dir)
     prompt = PROMPTS[name]
-    say(f"\n[3/4] samples from {prompt!r}, {sample_tokens} tokens each")
+    say(f"\n[3/5] samples from {prompt!r}, {sample_tokens} tokens each")
     for t in SAMPLE_TEMPERATURES:
         text = generate(model, prompt, max_new_tokens=sample_tokens, temperature=t, seed=seed)[0].text
         say(f"\n--- temperature {t} ---\n{prompt}{text}")
-    say(f"\n[4/4] the next token after {prompt!r}: the same logits at three temperatures")
+    say(f"\n[4/5] the next token after {prompt!r}: the same logits at three temperatures")
     say(next_token_table(model, prompt))
+    say(f"\n[5/5] inspecting a line: each token coloured by how surprised the model was")
+    say(trace_report(model.trace(INSPECT[name], top_k=3), k=3, color=use_color()))
     say(f"\nrun saved in {out_dir}/ (model, tokenizer, log.jsonl, loss.png); try:\n"
-        f"  glassgpt generate {out_dir} --prompt {prompt!r} --temperature 0.8")
+        f"  glassgpt generate {out_dir} --prompt {prompt!r} --temperature 0.8\n"
+        f"  glassgpt inspect {out_dir} {INSPECT[name]!r} --attention all --lens -o {out_dir}/inspect\n"
+        f"  glassgpt play {out_dir}")
     return out_dir
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -35,7 +34,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..inspect import trace
     from ..inspect.trace import json_safe
-    from ..inspect.render import ansi_legend, ansi_tokens, scale, use_color
+    from ..inspect.render import trace_report, use_color
     from ..model import load
     from ..runtime import pick_device
 
@@ -51,16 +50,7 @@ def run(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
-    color = use_color()
-    rows = t.rows(args.temperature, k=args.top_k)
-    surprisal = [float("nan")] + [r["next"]["surprisal_bits"] for r in rows[:-1]]   # token t's own surprise
-    print(ansi_tokens(t.tokens, scale(surprisal), color))
-    print(ansi_legend("surprisal, bits", max([s for s in surprisal if math.isfinite(s)] or [0.0]), color))
-    print(f"{len(t.ids)} tokens, perplexity {t.perplexity:.2f}"
-          + (f" (the first {t.dropped} tokens did not fit the context)" if t.truncated else "")
-          + (f", distributions at temperature {args.temperature:g}" if args.temperature != 1 else ""))
-    print()
-    print(position_table(rows, args.top_k))
+    print(trace_report(t, temperature=args.temperature, k=args.top_k, color=use_color()))
 
     report = {"trace": t.to_dict(args.temperature)}
     if layer_head is not None:
@@ -82,19 +72,6 @@ def run(args) -> int:
         atomic_write_text(args.json, json.dumps(json_safe(report)))
         print(f"wrote {args.json}")
     return 0
-
-
-def position_table(rows: list[dict], k: int) -> str:
-    from ..inspect.render import text_table, visible
-    table = []
-    for r in rows:
-        nxt = r.get("next")
-        alts = "  ".join(f"{visible(a['token'])} {a['prob']:.3f}" for a in r["top"][:k])
-        table.append([r["position"], visible(r["token"]), visible(nxt["token"]) if nxt else "",
-                      f"{nxt['prob']:.4f}" if nxt else "", nxt["rank"] if nxt else "",
-                      f"{nxt['surprisal_bits']:.2f}" if nxt else "", f"{r['entropy_bits']:.2f}", alts])
-    return text_table(["pos", "token", "next", "p(next)", "rank", "surprisal bits", "entropy bits", f"top {k}"],
-                      table, right=[0, 3, 4, 5, 6])
 
 
 def parse_attention(spec: str, config) -> tuple[int, int] | str:

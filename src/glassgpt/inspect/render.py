@@ -113,3 +113,30 @@ def trace_html(trace, k: int = 5, max_rows: int = 512) -> str:
                                                 "surprisal (bits)", "entropy (bits)", f"top {k}"))
     return (head + html_tokens(trace.tokens, heat, titles)
             + f'<table style="font-family: monospace"><tr>{header}</tr>{"".join(cells)}</table>')
+
+
+def trace_report(t, temperature: float = 1.0, k: int = 5, color: bool = True) -> str:
+    """A trace for the terminal: the text coloured by surprisal, then one row per position."""
+    rows = t.rows(temperature, k=k)
+    surprisal = [float("nan")] + [r["next"]["surprisal_bits"] for r in rows[:-1]]   # token t's own surprise
+    finite = [s for s in surprisal if math.isfinite(s)]
+    summary = (f"{len(t.ids)} tokens, perplexity {t.perplexity:.2f}"
+               + (f" (the first {t.dropped} tokens did not fit the context)" if t.truncated else "")
+               + (f", distributions at temperature {temperature:g}" if temperature != 1 else ""))
+    return "\n".join([ansi_tokens(t.tokens, scale(surprisal), color),
+                      ansi_legend("surprisal, bits", max(finite or [0.0]), color),
+                      summary, "", position_table(rows, k)])
+
+
+def position_table(rows: list[dict], k: int) -> str:
+    """Per position: the token, the actual next token with its probability, rank and
+    surprisal, the entropy of the prediction and the top-k alternatives."""
+    table = []
+    for r in rows:
+        nxt = r.get("next")
+        alts = "  ".join(f"{visible(a['token'])} {a['prob']:.3f}" for a in r["top"][:k])
+        table.append([r["position"], visible(r["token"]), visible(nxt["token"]) if nxt else "",
+                      f"{nxt['prob']:.4f}" if nxt else "", nxt["rank"] if nxt else "",
+                      f"{nxt['surprisal_bits']:.2f}" if nxt else "", f"{r['entropy_bits']:.2f}", alts])
+    return text_table(["pos", "token", "next", "p(next)", "rank", "surprisal bits", "entropy bits", f"top {k}"],
+                      table, right=[0, 3, 4, 5, 6])
