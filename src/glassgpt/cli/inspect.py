@@ -50,7 +50,8 @@ def run(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
-    print(trace_report(t, temperature=args.temperature, k=args.top_k, color=use_color()))
+    color = use_color()
+    print(trace_report(t, temperature=args.temperature, k=args.top_k, color=color))
 
     report = {"trace": t.to_dict(args.temperature)}
     if layer_head is not None:
