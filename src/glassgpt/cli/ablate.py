@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, metavar="DATA_DIR",
                    help="directory with val.bin (default: the one recorded in RUN/train_config.json)")
     p.add_argument("--batches", type=int, default=20, help="fixed validation batches (default 20)")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per batch (default 4)")
     p.add_argument("--seq-len", type=int, help="tokens per sequence (default: the context length)")
     p.add_argument("--mean-ablate", action="store_true",
                    help="replace a head's output by its mean over the validation data instead of zero")

@@ -326,7 +326,7 @@ def mean_head_outputs(model, batches) -> torch.Tensor:
     return total / count
 
 
-def ablation_study(model, val_tokens: np.ndarray, *, batches: int = 20, batch_size: int = 8,
+def ablation_study(model, val_tokens: np.ndarray, *, batches: int = 20, batch_size: int = 4,
                    seq_len: int | None = None, mean_ablate: bool = False, seed: int = 0,
                    progress: bool = True) -> AblationStudy:
     """Validation loss of the intact model and with each part removed, on the same batches.

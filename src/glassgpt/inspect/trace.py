@@ -127,7 +127,7 @@ class Trace:
                "perplexity": self.perplexity, "truncated": self.truncated, "dropped": self.dropped,
                "positions": self.rows(temperature)}
         if attention and self.attention is not None:
-            out["attention"] = self.attention.tolist()        # [layer][head][query][key]
+            out["attention"] = self.attention.round(decimals=5).tolist()   # [layer][head][query][key]
         if residual and self.residual is not None:
             out["residual"] = self.residual.tolist()          # [layer][position][channel]
         return out
