@@ -152,3 +152,15 @@ def test_glass_top_scores_are_the_raw_logits():
         logits = model(torch.tensor([tok.encode("the ")])).logits[0, -1]
     assert top.kind == "logits" and top.scores == pytest.approx(torch.topk(logits, 5).values.tolist(), abs=1e-6)
     assert len(top.rest) == tok.vocab_size - 5
+
+
+def test_temperature_study_runs_on_an_endpoint(fake_server, tmp_path):
+    from glassgpt.experiments.temperature import TemperatureSettings, run_temperature_study
+    server, url = fake_server("ok")
+    results = run_temperature_study(client(url), tmp_path / "r", TemperatureSettings(
+        prompts=["hi"], temperatures=[0.5, 1.0], seeds=2, samples_per_seed=1, length=2), progress=False)
+    assert results["entropy_is_lower_bound"] and not results["unavailable"]
+    assert results["mechanism"]["normalised_over"] == "top 2 tokens only"
+    assert results["per_temperature"][0]["metrics"]["cross_entropy"]["mean"] == pytest.approx(0.75)
+    assert "lower bound" in (tmp_path / "r" / "report.md").read_text()
+    assert len(server.requests) == 1 + 2 * 2 and server.requests[0][1]["max_tokens"] == 1

@@ -172,9 +172,11 @@ def render_examples(report: ReportDir, cases: list[TestCase], settings: Diffusio
             target, _ = parse_frames(case.target_text)
             sequences.append((f"{case.name}: target", [(_title(f), f.rows) for f in target]))
             generated, _ = parse_frames(open_sequence(case.prompt) + record["continuation"])
+            width, height = settings.schedule.final_size      # a rambling model is cut at twice the canvas
             sequences.append((f"{case.name}: model at T={t:g}, seed 0 "
                               f"({'finished' if record['finished'] else 'stuck' if record['stuck'] else 'unfinished'})",
-                              [(_title(f), f.rows) for f in generated[:settings.schedule.frames + 2]]))
+                              [(_title(f), [r[:2 * width] for r in f.rows[:2 * height]])
+                               for f in generated[:settings.schedule.frames + 2]]))
         name = f"frames_T{t:g}.png"
         render_sequences(sequences, cases[0].art.charset if cases else None, report.figure_path(name))
         names.append(name)
