@@ -123,45 +123,58 @@ class SpeculativeDecoder:
         return target_cache, self.draft.new_kv_cache(1, length)
 
     def propose(self, window: list[int], cache: KVCache, k: int, counts) -> tuple[list[int], torch.Tensor]:
-        """The draft samples k tokens one by one; returns them and their distributions q (k, V)."""
+        """The draft picks k tokens one by one; returns them and, when sampling, their
+        distributions q (k, V) (empty at temperature 0, where the tokens alone decide)."""
         drafted, q, self.counts_at = [], [], [counts]
+        greedy = self.request.params.is_greedy
         new = window[cache.length:]                  # what the draft has not seen yet (>= 1 token)
         for _ in range(k):
             ids = torch.tensor([new], device=self.draft.device)
             logits = self.draft(ids, kv_cache=cache, last_only=True).logits[:, -1].float()    # (1, V)
             self.stats.draft_forward_passes += 1
-            probs = self.draft_chain.probabilities(logits, self.counts_at[-1])
-            token = int(draw_from(probs, self.request.generator))
+            if greedy:
+                token = int(self.draft_chain.process(logits, self.counts_at[-1]).argmax())
+            else:
+                probs = self.draft_chain.probabilities(logits, self.counts_at[-1])
+                token = int(draw_from(probs, self.request.generator))
+                q.append(probs[0])
             drafted.append(token)
-            q.append(probs[0])
             self.counts_at.append(self.counts_at[-1].index_add(1, torch.tensor([token], device=counts.device), torch.ones(1, 1, device=counts.device))
                                   if counts is not None else None)
             new = [token]
-        return drafted, torch.stack(q) if q else torch.empty(0)
+        return drafted, (torch.stack(q) if q else torch.empty(0, self.draft.config.vocab_size))
 
     def verify(self, window: list[int], cache: KVCache, drafted: list[int], counts) -> torch.Tensor:
-        """One target forward over [last token, d1..dk] -> its sampling distributions (k+1, V)."""
+        """One target forward over [last token, d1..dk] -> its sampling distributions (k+1, V),
+        or at temperature 0 its choices (k+1,)."""
         ids = torch.tensor([window[-1:] + drafted], device=self.target.device)                # (1, k+1)
         logits = self.target(ids, kv_cache=cache).logits[0].float()                          # (k+1, V)
         self.stats.forward_passes += 1
         self.verify_forwards += 1
         self.last_logits = logits
+        chain = self.request.chain
         if counts is None:
-            return self.request.chain.probabilities(logits)
-        return torch.cat([self.request.chain.probabilities(logits[i:i + 1], self.counts_at[i])
-                          for i in range(len(drafted) + 1)])
+            processed = chain.process(logits)
+        else:
+            processed = torch.cat([chain.process(logits[i:i + 1], self.counts_at[i]) for i in range(len(drafted) + 1)])
+        if self.request.params.is_greedy:
+            return processed.argmax(dim=-1)                                                   # (k+1,)
+        return torch.softmax(processed, dim=-1)
 
     def accept(self, drafted: list[int], p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], int]:
         """The rejection rule: the accepted drafts plus one token from the target; and how many
         drafts were accepted."""
-        generator = self.request.generator
-        for i, d in enumerate(drafted):
-            ratio = p[i, d] / q[i, d]
-            if float(torch.rand(1, generator=generator, device=generator.device)) < float(ratio):
-                continue
-            residual = (p[i] - q[i]).clamp(min=0)                                            # (V,)
-            residual = residual if float(residual.sum()) > 0 else p[i]
-            token = int(draw_from(residual[None], generator))
-            return drafted[:i] + [token], i
-        token = int(draw_from(p[len(drafted)][None], generator))
-        return drafted + [token], len(drafted)
+        if self.request.params.is_greedy:          # temperature 0: keep drafts while they are the target's argmax
+            choices = p.tolist()
+            n = next((i for i, d in enumerate(drafted) if d != choices[i]), len(drafted))
+            return drafted[:n] + [choices[n]], n
+        generator, k = self.request.generator, len(drafted)
+        rows, columns = torch.arange(k), torch.tensor(drafted, dtype=torch.long)
+        u = torch.rand(k, generator=generator, device=generator.device)                     # (k,) one uniform per draft
+        rejected = (u * q[rows, columns] >= p[rows, columns]).tolist()                      # u >= p/q, one sync
+        i = rejected.index(True) if True in rejected else k
+        if i == k:
+            return drafted + [int(draw_from(p[k][None], generator))], k
+        residual = (p[i] - q[i]).clamp(min=0)                                                # (V,)
+        residual = residual if float(residual.sum()) > 0 else p[i]
+        return drafted[:i] + [int(draw_from(residual[None], generator))], i

@@ -1,0 +1,68 @@
+"""A trained target model and a small draft model for the speculative-decoding benchmark,
+made with the library's own `prepare` and `train` on the built-in corpus and cached so that
+a second run reuses them.
+
+Cache: $GLASSGPT_CACHE/bench (default ~/.cache/glassgpt/bench), one directory per data set
+and per (architecture, time budget), so changing a budget trains afresh.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from glassgpt.errors import GlassError
+from glassgpt.model import GPT, GPTConfig, load
+from glassgpt.train import TrainConfig, prepare, train
+from glassgpt.train.corpora import cache_dir
+
+VOCAB_SIZE = 1024
+CONTEXT = 256
+TARGET = dict(preset="medium")                                       # 6 layers x 384
+DRAFT = dict(preset="small", n_layer=1, d_model=128, n_head=4)       # 1 layer x 128
+
+
+def bench_cache() -> Path:
+    return cache_dir() / "bench"
+
+
+def prepared_data() -> tuple[Path, str]:
+    """Tokenized Shakespeare (or the Python docs, offline) with a 1,024-id BPE; reused if present."""
+    for corpus in ("shakespeare", "python-docs"):
+        data_dir = bench_cache() / f"data-{corpus}-bpe{VOCAB_SIZE}"
+        if (data_dir / "meta.json").is_file():
+            return data_dir, corpus
+        try:
+            prepare([corpus], data_dir, tokenizer="bpe", vocab_size=VOCAB_SIZE, progress=False)
+            return data_dir, corpus
+        except GlassError as e:
+            print(f"   {corpus} unavailable ({e}); trying the next corpus")
+    raise GlassError("no built-in corpus could be prepared")
+
+
+def trained(data_dir: Path, name: str, arch: dict, seconds: float) -> GPT:
+    """Train (or reuse) one model for `seconds`; trains into a scratch directory, then renames."""
+    arch = dict(arch)
+    preset = arch.pop("preset")
+    tag = "-".join(f"{k}{v}" for k, v in arch.items())
+    run_dir = data_dir.parent / f"{data_dir.name}--{name}-{preset}{'-' + tag if tag else ''}-{seconds:g}s"
+    if not (run_dir / "config.json").is_file():
+        scratch = run_dir.with_name(run_dir.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"   training the {name} ({preset} {tag}) for {seconds:g} s -> {run_dir}")
+        config = GPTConfig.preset(preset, context_length=CONTEXT, **arch)
+        train(data_dir, scratch, config, TrainConfig(max_seconds=seconds, max_iters=None, batch_size=8, lr=2e-3,
+                                                     warmup_iters=10, eval_interval=100_000, eval_iters=10),
+              progress=True)
+        scratch.rename(run_dir)
+    last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
+    print(f"   {name}: {run_dir.name}, {last['step']} steps, validation loss {last['val_loss']:.3f}")
+    return load(run_dir)
+
+
+def trained_pair(target_seconds: float = 120, draft_seconds: float = 90) -> tuple[GPT, GPT, str]:
+    """(target, draft, corpus name), both trained on the same tokenized corpus."""
+    data_dir, corpus = prepared_data()
+    target = trained(data_dir, "target", TARGET, target_seconds)
+    draft = trained(data_dir, "draft", DRAFT, draft_seconds)
+    return target, draft, corpus
