@@ -114,6 +114,7 @@ def test_ascii_diffusion_run_scores_a_copying_model_as_stuck(tmp_path):
         assert p["runs"] == 4
         assert p["scores"]["stuck"]["mean"] == 1.0 and p["scores"]["finished"]["mean"] == 0.0
         assert p["scores"]["sizes_follow_schedule"]["mean"] == 0.0
+        assert p["generated_frames"] == 3                          # three copies of the given frame
     report = (tmp_path / "d" / "report.md").read_text()
     assert "![frames at frames_T0.5.png](frames_T0.5.png)" in report and "| T | runs |" in report
     for name in ("frames_T0.5.png", "frames_T1.png", "scores_vs_temperature.png", "results.json"):

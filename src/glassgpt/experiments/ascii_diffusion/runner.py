@@ -126,7 +126,8 @@ def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[Test
             stats[k] = ({"mean": float(np.mean(vals)), "std": float(np.std(vals)), "per_seed": vals}
                         if vals else None)
         overall = summarise_scores([r for r in samples if r["temperature"] == t])
-        per_temperature.append({"temperature": t, "runs": overall["n"], "scores": stats})
+        per_temperature.append({"temperature": t, "runs": overall["n"], "scores": stats,
+                                "generated_frames": overall["generated_frames"] or 0.0})
     return {"completer": name, "settings": asdict(settings), "schedule": settings.schedule.to_dict(),
             "pictures": [c.name for c in cases], "prompt_example": cases[0].prompt if cases else "",
             "prompt_chars": [len(c.prompt) for c in cases], "per_temperature": per_temperature}
@@ -211,8 +212,13 @@ def render_report(results: dict) -> str:
         vals = [(p["temperature"], p["scores"][k]["mean"]) for p in per_t if p["scores"][k]]
         if vals:
             best = max(vals, key=lambda v: v[1])
+            where = ("the same at every T" if len({round(v, 6) for _, v in vals}) == 1
+                     else f"highest at T = {best[0]:g}")
             lines.append(f"- {SCORE_LABELS[k]}: " + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in vals)
-                         + f" (highest at T = {best[0]:g}).")
+                         + f" ({where}).")
+    frames = [(p["temperature"], p["generated_frames"]) for p in per_t]
+    lines.append("- Frames with a valid header written by the model, per continuation: "
+                 + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in frames) + ".")
     lines += ["", "## Frames", "", "Target sequence, then the model's continuation (seed 0); red characters "
               "are outside the picture's character set (noise).", ""]
     lines += [f"![frames at {f}]({f})" for f in results["figures"]]
