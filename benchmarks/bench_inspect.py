@@ -7,6 +7,8 @@ random weights: speed does not depend on what the weights learned.
 """
 from __future__ import annotations
 
+import argparse
+
 import time
 
 import numpy as np
@@ -29,7 +31,13 @@ def best_of(fn, repeats: int = 5) -> float:
     return min(times)
 
 
-def main(ablation_batches: int = 20, batch_size: int = 4) -> None:
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="bench_inspect")
+    p.add_argument("--quick", action="store_true", help="ablation study on 4 batches instead of 20")
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=4)
+    args = p.parse_args(argv)
+    ablation_batches, batch_size = (4 if args.quick else args.batches), args.batch_size
     print(f"CPU: {cpu_description()}")
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("medium"), verbose=False).eval()

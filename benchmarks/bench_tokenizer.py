@@ -104,7 +104,8 @@ def hf_train(docs: list[str], vocab_size: int):
     return tok
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    """No options: the whole run takes about a minute."""
     import tiktoken
 
     print("## tokenizer")
