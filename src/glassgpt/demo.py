@@ -57,7 +57,7 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
     say(f"\n[5/5] inspecting a line: each token coloured by how surprised the model was")
     say(trace_report(model.trace(INSPECT[name], top_k=3), k=3, color=use_color()))
     say(f"\nrun saved in {out_dir}/ (model, tokenizer, log.jsonl, loss.png); try:\n"
-        f"  glassgpt generate {out_dir} --prompt {prompt!r} --temperature 0.8\n"
+        f"  glassgpt generate {out_dir} --prompt {prompt.strip()!r} --temperature 0.8\n"
         f"  glassgpt inspect {out_dir} {INSPECT[name]!r} --attention all --lens -o {out_dir}/inspect\n"
         f"  glassgpt play {out_dir}")
     return out_dir
