@@ -142,7 +142,7 @@ def speculative_main(quick: bool, target_seconds: float | None, draft_seconds: f
     target_seconds = target_seconds or (40 if quick else 120)
     draft_seconds = draft_seconds or (20 if quick else 90)
     target, draft, corpus = trained_pair(target_seconds, draft_seconds)
-    n, repeats, n_prompts = (64, 1, 2) if quick else (256, 2, 3)
+    n, repeats, n_prompts = (64, 1, 1) if quick else (256, 2, 2)
     prompts = corpus_prompts(target, corpus, n_prompts)
     header(f"speculative decoding: {target.config.n_layer}x{target.config.d_model} target "
            f"({target_seconds:g} s of training) and {draft.config.n_layer}x{draft.config.d_model} draft "
