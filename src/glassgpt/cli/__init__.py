@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glassgpt", description="A GPT you can see through: build, train, inspect and sample a transformer.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue        # a command whose module is not part of this build (yet)
-        module.register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
