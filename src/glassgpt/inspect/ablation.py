@@ -26,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import GlassError
+from ..model.gpt import cross_entropy
 from .render import text_table
 from .trace import evaluating
 
@@ -274,9 +274,7 @@ def forward_from(model, start: int, resid: torch.Tensor, targets: torch.Tensor) 
     x = resid                                                                # (B, T, C)
     for block in model.blocks[start:]:
         x = block(x, positions, None)
-    x = model.probe("final_norm", model.final_norm(x))
-    logits = model.probe("logits", model.unembed(x))                         # (B, T, V)
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+    return cross_entropy(model.head(x), targets)
 
 
 def measure(model, batches, parts: list[Ablation], bar=None) -> tuple[list[float], list[list[float]]]:

@@ -84,12 +84,13 @@ class GPT(Probed):
             kv_cache.advance(T)
         if last_only:
             x = x[:, -1:]
+        logits = self.head(x)                                                     # (B, T, V)
+        return GPTOutput(logits, None if targets is None else cross_entropy(logits, targets))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last two stages: final norm, then one logit per vocabulary entry. (B, T, C) -> (B, T, V)"""
         x = self.probe("final_norm", self.final_norm(x))
-        logits = self.probe("logits", self.unembed_logits(x))                     # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
-        return GPTOutput(logits, loss)
+        return self.probe("logits", self.unembed_logits(x))
 
     def unembed_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The final projection to one logit per vocabulary entry: (B, T, C) -> (B, T, V).
@@ -196,6 +197,11 @@ class GPT(Probed):
         for block in self.blocks:
             for linear in (block.attention.proj, block.feed_forward.down):
                 nn.init.normal_(linear.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-probability of the targets: (B, T, V), (B, T) -> ()."""
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def attention_mask(T: int, past: int, key_padding_mask: torch.Tensor | None, device) -> torch.Tensor | None:
