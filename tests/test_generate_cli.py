@@ -54,6 +54,15 @@ def test_generate_streams_the_greedy_continuation(monkeypatch, capsys):
     assert f"stopped: {expected.finish_reason}" in out.err
 
 
+def test_generate_with_half_precision_decode_weights(monkeypatch, capsys):
+    model = tiny_model(scale=4.0)
+    expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    run_command("generate", ["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15", "--temperature", "0",
+                             "--decode-weights", "float16"], monkeypatch, model)
+    assert model.decode_dtype is not None and model.decode_dtype.itemsize == 2
+    assert capsys.readouterr().out == "the " + expected.text + "\n"
+
+
 def test_generate_samples_with_logprobs_and_an_empty_prompt(monkeypatch, capsys):
     model = tiny_model(scale=4.0)
     run_command("generate", ["generate", "RUN", "--num-samples", "2", "--max-new-tokens", "5", "--seed", "1",

@@ -21,8 +21,16 @@ def register(subparsers) -> None:
     p.add_argument("--stop", nargs="+", action="extend", metavar="STR", help="stop when this text appears")
     p.add_argument("--logprobs", type=int, metavar="N",
                    help="after each sample, a table of every token's probability and N alternatives")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_model_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_model_arguments(p) -> None:
+    """Where the model runs and which weights decoding reads (shared with `glassgpt play`)."""
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--decode-weights", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="read half-precision copies of the weights per new token: faster where memory "
+                        "bandwidth limits decoding (a CPU), about 3 significant digits (default float32)")
 
 
 def add_sampling_arguments(p) -> None:
@@ -43,13 +51,13 @@ def sampling_options(args) -> dict:
                 presence_penalty=args.presence_penalty, seed=args.seed)
 
 
-def load_with_tokenizer(run_dir: str, device: str):
+def load_with_tokenizer(args):
     from ..model import load
     from ..runtime import pick_device
 
-    model = load(run_dir, device=pick_device(device))
+    model = load(args.run, device=pick_device(args.device)).set_decode_dtype(args.decode_weights)
     if model.tokenizer is None:
-        raise GlassError(f"{run_dir} has no tokenizer.json: this command needs one to read and print text")
+        raise GlassError(f"{args.run} has no tokenizer.json: this command needs one to read and print text")
     return model
 
 
@@ -66,7 +74,7 @@ def run(args) -> int:
     from ..generate import generate, stream
     from ..generate.display import logprob_table
 
-    model = load_with_tokenizer(args.run, args.device)
+    model = load_with_tokenizer(args)
     prompt = start_prompt(args.prompt, model.tokenizer)
     options = dict(sampling_options(args), max_new_tokens=args.max_new_tokens, stop=args.stop,
                    logprobs=args.logprobs)

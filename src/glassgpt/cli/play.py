@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from ..errors import GlassError
-from .generate import add_sampling_arguments, load_with_tokenizer, sampling_options
+from .generate import add_model_arguments, add_sampling_arguments, load_with_tokenizer, sampling_options
 
 HELP = """\
   text       append it to the context (\\n for a newline)
@@ -31,14 +31,14 @@ def register(subparsers) -> None:
     p.add_argument("run", help="checkpoint directory (from `glassgpt train`)")
     add_sampling_arguments(p)
     p.add_argument("--chunk", type=int, default=32, metavar="N", help="tokens per generation (default 32)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..generate import Session
 
-    model = load_with_tokenizer(args.run, args.device)
+    model = load_with_tokenizer(args)
     session = Session(model, **sampling_options(args))
     PlayLoop(session, args.chunk, sys.stdin, sys.stdout).run()
     return 0

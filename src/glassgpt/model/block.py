@@ -16,6 +16,7 @@ from torch import nn
 from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .kv_cache import KVCache
+from .linear import Linear
 from .probes import Probed
 
 ACTIVATIONS = {
@@ -30,9 +31,9 @@ class FeedForward(Probed):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.up = Linear(config.d_model, config.d_ff, bias=config.bias)
         self.activation = ACTIVATIONS[config.activation]
-        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.down = Linear(config.d_ff, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

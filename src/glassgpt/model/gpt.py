@@ -24,6 +24,7 @@ from ..errors import GlassError
 from .block import Block
 from .config import GPTConfig
 from .kv_cache import KVCache
+from .linear import Linear, parse_decode_dtype
 from .positional import make_positional
 from .probes import Edit, Probed, Probes, expand_names
 
@@ -44,8 +45,8 @@ class GPT(Probed):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.final_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
                            if config.norm == "pre" else nn.Identity())   # post-LN blocks end normalised
-        self.unembed = nn.Linear(config.d_model, config.vocab_size,
-                                 bias=config.bias and not config.tie_embeddings)
+        self.unembed = Linear(config.d_model, config.vocab_size, bias=config.bias and not config.tie_embeddings)
+        self.unembed.transposed_copy = True             # decoding reads it as (C, V): see linear.py
         if config.tie_embeddings:
             self.unembed.weight = self.embed.weight     # the same matrix reads tokens in and out
         self._name_probe_points()
@@ -90,27 +91,7 @@ class GPT(Probed):
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """The last two stages: final norm, then one logit per vocabulary entry. (B, T, C) -> (B, T, V)"""
         x = self.probe("final_norm", self.final_norm(x))
-        return self.probe("logits", self.unembed_logits(x))
-
-    def unembed_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The final projection to one logit per vocabulary entry: (B, T, C) -> (B, T, V).
-
-        Decoding reads the whole V x C matrix for every token. BLAS streams it about twice
-        as fast from a C x V copy (x @ W reads rows in order) as from nn.Linear's V x C, so
-        for a few positions without gradients a transposed copy is used, remade whenever
-        the weights change.
-        """
-        B, T, C = x.shape
-        if torch.is_grad_enabled() or B * T > 8:
-            return self.unembed(x)
-        weight = self.unembed.weight
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        if getattr(self, "_unembed_t_key", None) != key:
-            self._unembed_t, self._unembed_t_key = weight.detach().t().contiguous(), key   # (C, V)
-        logits = x.reshape(B * T, C) @ self._unembed_t
-        if self.unembed.bias is not None:
-            logits = logits + self.unembed.bias
-        return logits.view(B, T, -1)
+        return self.probe("logits", self.unembed(x))
 
     # -- probes ------------------------------------------------------------------------------
     def _name_probe_points(self) -> None:
@@ -167,6 +148,21 @@ class GPT(Probed):
     def new_kv_cache(self, batch_size: int = 1, max_length: int | None = None) -> KVCache:
         p = self.embed.weight
         return KVCache(self.config, batch_size, max_length, device=p.device, dtype=p.dtype)
+
+    def set_decode_dtype(self, dtype: str | torch.dtype | None) -> "GPT":
+        """Read float16 or bfloat16 copies of the weights when decoding a few positions
+        without gradients (about half the time per token on a CPU, where reading weights
+        is the cost); None or 'float32' for exact fp32. Training, prefill and traces of
+        longer texts keep fp32. See model/linear.py."""
+        dtype = parse_decode_dtype(dtype)
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.decode_dtype = dtype
+        return self
+
+    @property
+    def decode_dtype(self) -> torch.dtype | None:
+        return self.unembed.decode_dtype
 
     def generate(self, prompt, **kwargs):
         """Sample a continuation of `prompt` (text or ids); see glassgpt.generate.generate."""

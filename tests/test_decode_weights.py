@@ -1,0 +1,80 @@
+"""Half-precision decode weights: decoding reads float16/bfloat16 copies, everything else stays fp32."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glassgpt.errors import ConfigError
+from glassgpt.generate import generate
+from glassgpt.model import GPT, GPTConfig
+from glassgpt.model.linear import DECODE_ROWS
+
+
+def model_and_ids(T=20, seed=0):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=101, context_length=48, d_model=64, n_head=4),
+                verbose=False).eval()
+    with torch.no_grad():                    # trained-looking logits: a few clearly preferred tokens
+        model.unembed.weight.mul_(8.0)
+    x = torch.randint(0, 101, (1, T), generator=torch.Generator().manual_seed(seed + 1))
+    return model, x
+
+
+def cached_logits(model, x, prefill: int):
+    """Prefill `prefill` positions, then decode the rest one position at a time: (T - prefill, V)."""
+    cache = model.new_kv_cache(1)
+    with torch.no_grad():
+        model(x[:, :prefill], kv_cache=cache)
+        return torch.cat([model(x[:, t:t + 1], kv_cache=cache).logits[0] for t in range(prefill, x.shape[1])])
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float16", 1e-2), ("bfloat16", 8e-2)])
+def test_half_decode_weights_close_to_fp32_and_change_nothing_else(dtype, tolerance):
+    model, x = model_and_ids()
+    exact = cached_logits(model, x, prefill=12)
+    with torch.no_grad():
+        full = model(x).logits
+
+    model.set_decode_dtype(dtype)
+    assert model.decode_dtype == getattr(torch, dtype)
+    half = cached_logits(model, x, prefill=12)
+    assert not torch.equal(half, exact)                                  # the copies were read
+    torch.testing.assert_close(half, exact, atol=tolerance, rtol=0)
+    assert torch.equal(half.argmax(-1), exact.argmax(-1))
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, full)                        # > DECODE_ROWS positions: fp32
+    loss = model(x[:, :-1], targets=x[:, 1:]).loss                       # training: fp32 with gradients
+    loss.backward()
+    assert model.blocks[0].attention.qkv.weight.grad is not None
+
+    model.set_decode_dtype(None)
+    torch.testing.assert_close(cached_logits(model, x, prefill=12), exact, atol=1e-5, rtol=1e-5)
+
+
+def test_half_copies_follow_weight_changes():
+    model, x = model_and_ids(T=DECODE_ROWS)
+    model.set_decode_dtype("fp16")
+    with torch.no_grad():
+        before = model(x).logits
+        for p in model.parameters():
+            p.mul_(1.1)                                                  # e.g. an optimiser step
+        after = model(x).logits
+        model.set_decode_dtype(None)
+        exact_after = model(x).logits
+    assert not torch.allclose(before, after, atol=1e-2)
+    torch.testing.assert_close(after, exact_after, atol=5e-2, rtol=0)
+
+
+def test_generate_with_half_weights_matches_fp32_greedy():
+    model, x = model_and_ids()
+    prompt = x[0, :8].tolist()
+    exact = generate(model, prompt, max_new_tokens=24, temperature=0)[0].ids
+    model.set_decode_dtype("float16")
+    assert generate(model, prompt, max_new_tokens=24, temperature=0)[0].ids == exact
+
+
+@pytest.mark.parametrize("name", ["int8", "float64", torch.int8])
+def test_unknown_decode_dtype_is_a_one_line_error(name):
+    model, _ = model_and_ids()
+    with pytest.raises(ConfigError, match="choose float32, float16 or bfloat16"):
+        model.set_decode_dtype(name)
