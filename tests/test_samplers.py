@@ -74,6 +74,22 @@ def test_top_p_over_a_large_vocabulary_equals_a_full_sort(spread):
             assert row[kept_row].min() >= row[~kept_row].max() * (1 - 1e-5)
 
 
+def test_top_p_keeps_ties_with_the_last_token_kept():
+    logits = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2]]))
+    assert kept(S.top_p(logits, 0.5)) == {0, 1, 2, 3}
+
+
+def test_drop_below_equals_masked_fill_and_leaves_kept_logits_untouched():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 1000, generator=g) * 3
+    logits[1, :10] = -INF                                                # already removed
+    logits[2, :] = logits[2, 7]                                          # all tied with the floor
+    floor = torch.stack([logits[0, 3], logits[1, 500], logits[2, 7], torch.tensor(-INF), torch.tensor(0.1)])[:, None]
+    expected = logits.masked_fill(logits < floor, -INF)
+    assert torch.equal(S.drop_below(logits, floor), expected)          # bit for bit, no nan
+    assert torch.equal(S.drop_below(logits, -INF), logits)
+
+
 def test_min_p_keeps_tokens_at_least_min_p_times_the_best():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert kept(S.min_p(logits, 0.25)) == {0, 1, 2}        # threshold 0.125
