@@ -80,7 +80,8 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     if p >= 1.0:
         return logits
     probs = torch.softmax(logits.float(), dim=-1)                              # (B, V)
-    depth = (logits.amax(dim=-1, keepdim=True) - logits) * BUCKETS_PER_NAT     # log p_best - log p
+    depth = torch.add(logits.amax(dim=-1, keepdim=True) * BUCKETS_PER_NAT, logits,      # (B, V): in 1/256 nat,
+                      alpha=-BUCKETS_PER_NAT)                                  # log p_best - log p
     bucket = depth.clamp_(max=N_BUCKETS - 1).to(torch.int64)                   # (B, V): 0 = most likely
     mass = torch.zeros(probs.shape[0], N_BUCKETS, device=probs.device).scatter_add_(-1, bucket, probs)
     above = mass.cumsum(dim=-1) - mass                  # mass of all more likely buckets (B, N_BUCKETS)
@@ -93,31 +94,30 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     # the mass before each of them: all more likely buckets plus the row's more likely candidates
     row_mass = torch.zeros(probs.shape[0], dtype=p_cut.dtype, device=probs.device).index_add_(0, rows, p_cut)
     running = p_cut.cumsum(0) - p_cut - (row_mass.cumsum(0) - row_mass)[rows]
-    kept = above.gather(-1, cut)[rows, 0] + running < p                       # at least the first per row
+    kept = (above.gather(-1, cut)[rows, 0] + running < p).nonzero()[:, 0]     # at least the first per row
+    rows, cols = rows[kept], cols[kept]
     floor = torch.full_like(logits[:, :1], float("inf")).scatter_reduce_(        # (B, 1): last kept
-        0, rows[kept][:, None], logits[rows[kept], cols[kept]][:, None], "amin")
+        0, rows[:, None], logits[rows, cols][:, None], "amin")
     return drop_below(logits, floor)
 
 
 def min_p(logits: torch.Tensor, m: float) -> torch.Tensor:
     """Min-p (Nguyen et al. 2024): keep tokens with probability >= m x the top token's,
     i.e. with logit >= the top logit + log m."""
-    return drop_below(logits, logits.amax(dim=-1, keepdim=True) + math.log(m) if m > 0 else NEG_INF)
+    return drop_below(logits, logits.amax(dim=-1, keepdim=True) + math.log(m)) if m > 0 else logits
 
 
 def drop_below(logits: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
-    """Every logit below its row's floor (B, 1) becomes -inf; the others stay exactly as they are.
+    """Every logit below its row's floor (B, 1) becomes -inf; the others stay as they are.
 
-    The same as logits.masked_fill(logits < floor, -inf), written as three vectorised
-    steps because on a CPU masked_fill's boolean-mask kernel is several times slower
-    over 50k entries: logits - floor' is > 0 exactly where logits >= floor (floor' is the
-    next float below floor); threshold sends the rest to -inf and clamp makes the kept
-    ones 0, an offset that leaves them unchanged."""
-    lowest = torch.finfo(logits.dtype).min                  # a floor of -inf drops nothing, and -inf - -inf is nan
-    below = torch.nextafter(torch.as_tensor(floor, dtype=logits.dtype, device=logits.device),
-                            torch.tensor(NEG_INF, dtype=logits.dtype, device=logits.device)).clamp_(min=lowest)
-    offset = F.threshold(logits - below, 0.0, NEG_INF).clamp_(max=0.0)         # 0 or -inf
-    return logits + offset
+    The same as logits.masked_fill(logits < floor, -inf), but one vectorised pass per row
+    (F.threshold keeps what is above the next float below the floor): on a CPU the
+    boolean-mask kernel of masked_fill is several times slower over 50k entries."""
+    floors = torch.as_tensor(floor, dtype=logits.dtype).expand(logits.shape[0], 1)
+    below = torch.nextafter(floors, torch.full_like(floors, NEG_INF)).flatten().tolist()
+    if len(below) == 1:
+        return F.threshold(logits, below[0], NEG_INF)
+    return torch.stack([F.threshold(row, b, NEG_INF) for row, b in zip(logits, below)])
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
