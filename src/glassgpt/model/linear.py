@@ -1,20 +1,22 @@
-"""The linear layer every stage uses, with a faster way to read its weight while decoding.
+"""The linear layer every stage uses, with faster ways to read its weight while decoding.
 
 Decoding computes one position (or a few) at a time, so each matrix multiply reads the
 whole weight matrix to do very little arithmetic with it: memory traffic sets the
-speed, not the arithmetic. For these calls (at most DECODE_ROWS rows, no gradients) a
-layer can read a copy of its weight kept for the purpose:
+speed, not the arithmetic. For these calls (at most DECODE_ROWS rows, no gradients):
 
-- in `decode_dtype` (float16 or bfloat16) when one is set: half the bytes of fp32 per
-  token. The product is computed in that dtype, as in half-precision inference on a
+- the product is taken as (W @ x^T)^T: BLAS has a fast path for a weight times a few
+  columns, which x @ W^T with a few rows misses (about 2x slower for 2-8 rows on a CPU);
+- one row times the very wide vocabulary projection reads a transposed (in, out) copy
+  (`transposed_copy`), which BLAS streams about twice as fast;
+- with a `decode_dtype` (float16 or bfloat16), one row reads a half-size copy of the
+  weight. The product is computed in that dtype, as in half-precision inference on a
   GPU, and returned in the input's dtype; results agree with fp32 to about three
-  significant digits. Off by default (`GPT.set_decode_dtype`).
-- transposed to (in, out), when `transposed_copy` is set and no decode dtype is: BLAS
-  streams x @ W faster than x @ W^T for the very wide vocabulary projection. Exact.
+  significant digits. Off by default (`GPT.set_decode_dtype`). Several rows keep fp32:
+  CPU half-precision kernels pay off for a single row only.
 
-Training, prefill and inspection of longer texts always use the weight itself. A copy
-is remade whenever the weight changes (in-place updates such as an optimiser step bump
-its version counter).
+Training, prefill and inspection of longer texts use nn.Linear's own forward. A copy is
+remade whenever the weight changes (in-place updates such as an optimiser step bump its
+version counter).
 """
 from __future__ import annotations
 
@@ -33,29 +35,31 @@ class Linear(nn.Linear):
     transposed_copy: bool = False              # set on the vocabulary projection
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._decoding(x):
+        rows = x.numel() // x.shape[-1]
+        if torch.is_grad_enabled() or rows > DECODE_ROWS:
             return super().forward(x)
-        weight, bias = self._decode_weights()
-        if self.decode_dtype is None:                                    # exact: (in, out) copy
-            out = x.reshape(-1, x.shape[-1]) @ weight
-            out = (out if bias is None else out + bias).view(*x.shape[:-1], -1)
-            return out
-        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)   # half the bytes read
+        flat = x.reshape(rows, x.shape[-1])                                       # (rows, in)
+        if rows == 1 and self.decode_dtype is not None:                           # half the bytes read
+            weight, bias = self._copy("half")
+            return F.linear(flat.to(weight.dtype), weight, bias).to(x.dtype).view(*x.shape[:-1], -1)
+        if rows == 1 and self.transposed_copy:
+            out = flat @ self._copy("transposed")[0]                              # (1, in) @ (in, out)
+        else:
+            out = (self.weight @ flat.t()).t()                                    # (out, in) @ (in, rows)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], -1)
 
-    def _decoding(self, x: torch.Tensor) -> bool:
-        return ((self.decode_dtype is not None or self.transposed_copy)
-                and not torch.is_grad_enabled() and x.numel() <= DECODE_ROWS * x.shape[-1])
-
-    def _decode_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _copy(self, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight (and bias) as decoding reads them: 'half' in decode_dtype, 'transposed' (in, out)."""
         w, b = self.weight, self.bias
-        key = (w.data_ptr(), w._version, w.device, w.dtype, self.decode_dtype,
+        key = (kind, w.data_ptr(), w._version, w.device, w.dtype, self.decode_dtype,
                None if b is None else (b.data_ptr(), b._version))
         if getattr(self, "_decode_key", None) != key:
-            if self.decode_dtype is None:
-                copy = (w.detach().t().contiguous(), b)                              # (in, out)
+            if kind == "transposed":
+                copy = (w.detach().t().contiguous(), None)
             else:
-                copy = (w.detach().to(self.decode_dtype),                            # (out, in)
-                        None if b is None else b.detach().to(self.decode_dtype))
+                copy = (w.detach().to(self.decode_dtype), None if b is None else b.detach().to(self.decode_dtype))
             self._decode_copy, self._decode_key = copy, key
         return self._decode_copy
 
