@@ -19,7 +19,7 @@ from .builder import CLOSE, Schedule, build_frames, format_sequence
 from .pictures import HELD_OUT_KINDS, TRAIN_KINDS, Art, draw, load_art
 from .prompt import build_prompt, open_sequence
 from .render import render_sequences
-from .scorer import parse_frames, score_sequence, summarise_scores
+from .scorer import isolated_share, parse_frames, score_sequence, summarise_scores
 
 SCORE_LABELS = {
     "finished": "finished (all frames, clean, closed)",
@@ -28,6 +28,7 @@ SCORE_LABELS = {
     "noise_falls": "estimated noise never rises",
     "sizes_follow_schedule": "generated frames with the scheduled size",
     "final_noise": "estimated noise of the last frame",
+    "final_isolated": "last frame: characters unlike all neighbours",
     "final_similarity": "last frame agreement with the held-out picture",
 }
 
@@ -128,7 +129,9 @@ def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[Test
         overall = summarise_scores([r for r in samples if r["temperature"] == t])
         per_temperature.append({"temperature": t, "runs": overall["n"], "scores": stats,
                                 "generated_frames": overall["generated_frames"] or 0.0})
+    clean = [isolated_share(c.art.at_size(*settings.schedule.final_size)) for c in cases]
     return {"completer": name, "settings": asdict(settings), "schedule": settings.schedule.to_dict(),
+            "target_isolated": float(np.mean(clean)) if clean else None,     # the clean pictures' own share
             "pictures": [c.name for c in cases], "prompt_example": cases[0].prompt if cases else "",
             "prompt_chars": [len(c.prompt) for c in cases], "per_temperature": per_temperature}
 
@@ -216,6 +219,12 @@ def render_report(results: dict) -> str:
                      else f"highest at T = {best[0]:g}")
             lines.append(f"- {SCORE_LABELS[k]}: " + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in vals)
                          + f" ({where}).")
+    isolated = [(p["temperature"], p["scores"]["final_isolated"]["mean"])
+                for p in per_t if p["scores"]["final_isolated"]]
+    if isolated and results.get("target_isolated") is not None:
+        lines.append(f"- {SCORE_LABELS['final_isolated']} (a noise estimate without the character set): "
+                     + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in isolated)
+                     + f"; the clean held-out pictures themselves: {results['target_isolated']:.2f}.")
     frames = [(p["temperature"], p["generated_frames"]) for p in per_t]
     lines.append("- Frames with a valid header written by the model, per continuation: "
                  + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in frames) + ".")
