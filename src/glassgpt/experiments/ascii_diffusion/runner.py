@@ -101,10 +101,7 @@ def run_ascii_diffusion(completer: Completer, out_dir, settings: DiffusionSettin
         case = cases[c]
         budget = max_tokens or int(1.3 * (len(case.target_text) - len(open_sequence(case.prompt)))) + 20
         out = completer.complete(case.prompt, max_tokens=budget, temperature=t, seed=1000 * s + c, stop=[CLOSE])
-        text = out.text
-        if out.finish_reason == "stop" and CLOSE not in text:
-            text += "\n" + CLOSE               # servers drop the stop string from the text
-        scores = score_sequence(open_sequence(case.prompt) + text, schedule, case.art.charset, case.art,
+        scores = score_sequence(open_sequence(case.prompt) + closed_text(out.text, out.finish_reason), schedule, case.art.charset, case.art,
                                 given=settings.given)
         report.append({"temperature": t, "seed": s, "case": c, "picture": case.name, "continuation": out.text,
                        "finish_reason": out.finish_reason, **scores})
@@ -114,6 +111,14 @@ def run_ascii_diffusion(completer: Completer, out_dir, settings: DiffusionSettin
     report.write_results(results)
     report.write_report(render_report(results))
     return results
+
+
+def closed_text(text: str, finish_reason: str) -> str:
+    """The continuation with its </picture> put back: completers drop the stop string. It
+    goes on a line of its own, without adding an empty row to the last frame."""
+    if finish_reason != "stop" or CLOSE in text:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + CLOSE
 
 
 def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[TestCase], name: str) -> dict:
