@@ -11,7 +11,7 @@ from glassgpt.experiments.ascii_diffusion import (HELD_OUT_KINDS, KINDS, TRAIN_K
 from glassgpt.experiments.ascii_diffusion.builder import Frame
 from glassgpt.experiments.ascii_diffusion.pictures import RAMP
 from glassgpt.experiments.ascii_diffusion.prompt import open_sequence
-from glassgpt.experiments.ascii_diffusion.scorer import isolated_share
+from glassgpt.experiments.ascii_diffusion.scorer import ink, isolated_share
 
 SCHEDULE = Schedule(((4, 4), (7, 5), (9, 7), (12, 8)), (0.9, 0.6, 0.3, 0.0))
 
@@ -190,6 +190,10 @@ def test_isolated_share_counts_characters_unlike_all_their_neighbours():
     assert isolated_share(["  ", "  "]) == 0.0
     assert isolated_share(["a", "ab"]) == 1 / 3                      # ragged rows: 'b' has no twin
     assert isolated_share([]) == 1.0                                  # nothing drawn counts as all noise
+
+
+def test_ink_is_the_share_of_non_blank_characters():
+    assert ink(["  ", "  "]) == 0.0 and ink(["#.", "  "]) == 0.5 and ink([]) == 0.0
 
 
 def test_isolated_share_falls_with_the_scheduled_noise():

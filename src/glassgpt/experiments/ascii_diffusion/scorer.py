@@ -78,6 +78,13 @@ def isolated_share(rows: list[str]) -> float:
     return sum(alone(y, x) for y, x in cells) / len(cells)
 
 
+def ink(rows: list[str]) -> float:
+    """Share of non-blank characters: a frame that is all background scores 0, so a
+    finished-looking sequence that drew nothing shows up."""
+    cells = [c for r in rows for c in r]
+    return sum(c != " " for c in cells) / len(cells) if cells else 0.0
+
+
 def agreement(rows: list[str], target: Art) -> float:
     """Share of cells equal to the held-out picture rendered at this frame's size."""
     w, h = max((len(r) for r in rows), default=0), len(rows)
@@ -105,6 +112,7 @@ def score_sequence(text: str, schedule: Schedule, charset: frozenset[str], targe
             "scheduled_noise": schedule.noise[k] if k < schedule.frames else None,
             "noise": estimated_noise(f.rows, charset),
             "isolated": isolated_share(f.rows),
+            "ink": ink(f.rows),
             "agreement": agreement(f.rows, target) if target is not None else None,
         })
     stuck_at = next((k + 1 for k in range(1, len(frames))
@@ -125,6 +133,7 @@ def score_sequence(text: str, schedule: Schedule, charset: frozenset[str], targe
         "finished": finished,
         "final_noise": last["noise"] if last else 1.0,
         "final_isolated": last["isolated"] if last else 1.0,
+        "final_ink": last["ink"] if last else 0.0,
         "final_similarity": (agreement(frames[-1].rows, target) if target is not None and frames else None),
         "per_frame": per_frame,
     }
@@ -135,7 +144,7 @@ def _area(size: tuple[int, int]) -> int:
 
 
 SUMMARY_KEYS = ("finished", "stuck", "grows", "noise_falls", "sizes_follow_schedule", "final_noise",
-                "final_isolated", "final_similarity", "generated_frames")
+                "final_isolated", "final_ink", "final_similarity", "generated_frames")
 
 
 def summarise_scores(scores: list[dict]) -> dict:
