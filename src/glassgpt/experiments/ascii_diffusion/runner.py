@@ -228,9 +228,9 @@ def render_report(results: dict) -> str:
     for k in ("finished", "stuck", "final_similarity", "final_isolated", "final_ink"):
         vals = [(p["temperature"], p["scores"][k]["mean"]) for p in per_t if p["scores"][k]]
         if vals:
-            best = max(vals, key=lambda v: v[1])
+            best = max(round(v, 6) for _, v in vals)
             where = ("the same at every T" if len({round(v, 6) for _, v in vals}) == 1
-                     else f"highest at T = {best[0]:g}")
+                     else "highest at T = " + ", ".join(f"{t:g}" for t, v in vals if round(v, 6) == best))
             line = f"- {SCORE_LABELS[k]}: " + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in vals) + f" ({where}"
             if k in references and results.get(references[k][1]) is not None:
                 line += f"; {references[k][0]}: {results[references[k][1]]:.2f}"
