@@ -11,6 +11,7 @@ from glassgpt.experiments.ascii_diffusion import (HELD_OUT_KINDS, KINDS, TRAIN_K
 from glassgpt.experiments.ascii_diffusion.builder import Frame
 from glassgpt.experiments.ascii_diffusion.pictures import RAMP
 from glassgpt.experiments.ascii_diffusion.prompt import open_sequence
+from glassgpt.experiments.ascii_diffusion.scorer import ink, isolated_share
 
 SCHEDULE = Schedule(((4, 4), (7, 5), (9, 7), (12, 8)), (0.9, 0.6, 0.3, 0.0))
 
@@ -181,6 +182,26 @@ def test_parse_frames_ignores_text_after_the_close():
     art, frames = held_out()
     parsed, closed = parse_frames(format_sequence(frames) + "<picture>\n[step 1/4 4x4 noise 0.90]\nabcd\n")
     assert closed and len(parsed) == 4 and parsed[-1].rows == list(frames[-1].rows)
+
+
+def test_isolated_share_counts_characters_unlike_all_their_neighbours():
+    assert isolated_share(["aaa", "aba", "aaa"]) == 1 / 9            # only the centre
+    assert isolated_share(["ab", "cd"]) == 1.0
+    assert isolated_share(["  ", "  "]) == 0.0
+    assert isolated_share(["a", "ab"]) == 1 / 3                      # ragged rows: 'b' has no twin
+    assert isolated_share([]) == 1.0                                  # nothing drawn counts as all noise
+
+
+def test_ink_is_the_share_of_non_blank_characters():
+    assert ink(["  ", "  "]) == 0.0 and ink(["#.", "  "]) == 0.5 and ink([]) == 0.0
+
+
+def test_isolated_share_falls_with_the_scheduled_noise():
+    art, frames = held_out()
+    shares = [isolated_share(list(f.rows)) for f in frames]           # noise 0.9, 0.6, 0.3, 0
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0.8 and shares[-1] < 0.2
+    s = score(art, frames[:1], continuation(frames[1:]))
+    assert s["final_isolated"] == shares[-1] and [p["isolated"] for p in s["per_frame"]] == shares
 
 
 # -- render and corpus -------------------------------------------------------------------------------

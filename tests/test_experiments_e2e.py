@@ -61,6 +61,21 @@ def test_ascii_diffusion_commands(run_dir, tmp_path):
     assert r.returncode == 0 and (tmp_path / "c.txt").read_text().count("</picture>") == 6
 
 
+def test_ascii_diffusion_train_command_passes_the_model_and_optimizer_flags(tmp_path):
+    out = tmp_path / "run"
+    r = cli("ascii-diffusion", "train", "--sizes", "3x3,5x4", "--documents", "30", "--sequences", "2",
+            "--d-model", "16", "--layers", "1", "--heads", "2", "--context", "64", "--batch-size", "2",
+            "--max-iters", "2", "--positional", "learned", "--lr", "0.005", "-o", out)
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    train_config = json.loads((out / "train_config.json").read_text())
+    assert (config["positional"], config["context_length"], config["d_model"]) == ("learned", 64, 16)
+    assert (train_config["lr"], train_config["min_lr"], train_config["batch_size"]) == (0.005, 0.0005, 2)
+    assert (out / "data" / "corpus.txt").read_text().count("</picture>") == 60
+    r = cli("ascii-diffusion", "train", "--documents", "3", "--positional", "alibi", "-o", tmp_path / "x")
+    assert r.returncode == 2 and "invalid choice: 'alibi'" in r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["temperature", "-o", "x"], "give a run directory"),
     (["temperature", "--endpoint", "http://127.0.0.1:9/v1", "-o", "x"], "--endpoint needs --model"),

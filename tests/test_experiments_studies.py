@@ -8,6 +8,9 @@ import pytest
 from conftest_experiments import MarkovCompleter, tiny_model
 from glassgpt.errors import GlassError
 from glassgpt.experiments.ascii_diffusion import DiffusionSettings, run_ascii_diffusion
+from glassgpt.experiments.ascii_diffusion.builder import Frame
+from glassgpt.experiments.ascii_diffusion.prompt import open_sequence
+from glassgpt.experiments.ascii_diffusion.runner import make_test_cases
 from glassgpt.experiments.completer import Completion, GlassCompleter
 from glassgpt.experiments.temperature import TemperatureSettings, run_temperature_study, temperature_mechanism
 
@@ -120,6 +123,56 @@ def test_ascii_diffusion_run_scores_a_copying_model_as_stuck(tmp_path):
     for name in ("frames_T0.5.png", "frames_T1.png", "scores_vs_temperature.png", "results.json"):
         assert (tmp_path / "d" / name).stat().st_size > 0
     assert len((tmp_path / "d" / "samples.jsonl").read_text().splitlines()) == 2 * 2 * 2
+
+
+class Oracle:
+    """Writes the held-out picture's remaining frames exactly, then stops at </picture> and
+    drops it from the text, as glassgpt and servers do with a stop string."""
+    name = "oracle"
+
+    def __init__(self, settings):
+        self.targets = {c.prompt: c.target_text for c in make_test_cases(settings)}
+
+    def complete(self, prompt, *, max_tokens, temperature, seed, logprobs=0, stop=None):
+        rest = self.targets[prompt][len(open_sequence(prompt)):]
+        text = rest[:rest.index(stop[0])]
+        return Completion(text=text, tokens=list(text), finish_reason="stop")
+
+
+def test_ascii_diffusion_run_scores_a_perfect_model_as_finished(tmp_path):
+    settings = small_diffusion()
+    results = run_ascii_diffusion(Oracle(settings), tmp_path / "d", settings, progress=False)
+    for p in results["per_temperature"]:
+        assert p["scores"]["finished"]["mean"] == 1.0 and p["scores"]["grows"]["mean"] == 1.0
+        assert p["scores"]["sizes_follow_schedule"]["mean"] == 1.0 and p["scores"]["stuck"]["mean"] == 0.0
+        assert p["scores"]["final_similarity"]["mean"] == 1.0
+        assert p["scores"]["final_isolated"]["mean"] == pytest.approx(results["target_isolated"])
+        assert p["scores"]["final_ink"]["mean"] == pytest.approx(results["target_ink"]) and 0 < results["target_ink"]
+
+
+class BlankCanvas:
+    """Follows the schedule to the letter but draws nothing: every frame all blank."""
+    name = "blank"
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def complete(self, prompt, *, max_tokens, temperature, seed, logprobs=0, stop=None):
+        s = self.settings.schedule
+        frames = [Frame(k + 1, s.frames, w, h, p, tuple(" " * w for _ in range(h)))
+                  for k, ((w, h), p) in enumerate(zip(s.sizes, s.noise))][self.settings.given:]
+        text = "".join(f.text() + "\n" for f in frames)
+        return Completion(text=text, tokens=list(text), finish_reason="stop")
+
+
+def test_a_blank_canvas_finishes_but_draws_nothing(tmp_path):
+    settings = small_diffusion()
+    results = run_ascii_diffusion(BlankCanvas(settings), tmp_path / "d", settings, progress=False)
+    for p in results["per_temperature"]:
+        assert p["scores"]["finished"]["mean"] == 1.0 and p["scores"]["final_ink"]["mean"] == 0.0
+        assert p["scores"]["final_similarity"]["mean"] == pytest.approx(results["blank_similarity"])
+    assert results["blank_similarity"] < 1.0
+    assert "a blank canvas: " in (tmp_path / "d" / "report.md").read_text()
 
 
 def test_ascii_diffusion_on_image_files(tmp_path):

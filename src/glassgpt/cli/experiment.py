@@ -57,8 +57,11 @@ def register(subparsers) -> None:
     tr.add_argument("--d-model", type=int, default=128)
     tr.add_argument("--layers", type=int, default=4)
     tr.add_argument("--heads", type=int, default=4)
-    tr.add_argument("--context", type=int, default=768, help="context length in characters")
-    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--context", type=int, default=512, help="context length in characters")
+    tr.add_argument("--positional", choices=("learned", "sinusoidal", "rope", "none"), default="rope",
+                    help="how the model encodes positions")
+    tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (the cosine ends at lr/10)")
+    tr.add_argument("--batch-size", type=int, default=8)
     tr.add_argument("-o", "--out", required=True, help="run directory for the trained model")
     tr.set_defaults(func=run_train)
 
@@ -184,7 +187,8 @@ def run_train(args) -> int:
     train_diffusion_model(args.out, make_schedule(args), documents=args.documents, sequences=args.sequences,
                           kinds=tuple(args.kinds or TRAIN_KINDS), seed=args.seed, minutes=args.minutes,
                           max_iters=args.max_iters, d_model=args.d_model, n_layer=args.layers,
-                          n_head=args.heads, context_length=args.context, batch_size=args.batch_size)
+                          n_head=args.heads, context_length=args.context, batch_size=args.batch_size,
+                          positional=args.positional, lr=args.lr)
     print(f"model: {args.out}")
     return 0
 

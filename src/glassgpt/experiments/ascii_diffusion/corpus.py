@@ -47,10 +47,13 @@ def write_corpus(path: str | Path, documents: int, schedule: Schedule, sequences
 def train_diffusion_model(run_dir: str | Path, schedule: Schedule, *, documents: int = 3000, sequences: int = 2,
                           kinds: tuple[str, ...] = TRAIN_KINDS, seed: int = 0, minutes: float = 5.0,
                           max_iters: int = 5000, d_model: int = 128, n_layer: int = 4, n_head: int = 4,
-                          context_length: int = 768, batch_size: int = 16, progress: bool = True) -> Path:
+                          context_length: int = 512, batch_size: int = 8, positional: str = "rope",
+                          lr: float = 2e-3, progress: bool = True) -> Path:
     """Corpus -> char-level token files -> a small GPT trained for at most `minutes`.
 
-    The corpus and token files go to run_dir/data; the model is a normal run directory."""
+    The corpus and token files go to run_dir/data; the model is a normal run directory.
+    RoPE by default: the task is local and relative (a row ends w characters after the
+    previous one; a frame follows its header), the same at every offset in the context."""
     from ...model import GPTConfig
     from ...train import TrainConfig, prepare, train
 
@@ -58,8 +61,9 @@ def train_diffusion_model(run_dir: str | Path, schedule: Schedule, *, documents:
     corpus = write_corpus(run_dir / "data" / "corpus.txt", documents, schedule, sequences, kinds, seed, progress)
     prepare([str(corpus)], run_dir / "data" / "tokens", tokenizer="char", progress=progress)
     config = GPTConfig(vocab_size=256, context_length=context_length, d_model=d_model, n_layer=n_layer,
-                       n_head=n_head)      # vocab_size is replaced by the data's tokenizer
+                       n_head=n_head, positional=positional)      # vocab_size is replaced by the data's tokenizer
     train(run_dir / "data" / "tokens", run_dir, config,
-          TrainConfig(max_iters=max_iters, max_seconds=minutes * 60, batch_size=batch_size, warmup_iters=50,
+          TrainConfig(max_iters=max_iters, max_seconds=minutes * 60, batch_size=batch_size, lr=lr,
+                      min_lr=lr / 10, warmup_iters=50,
                       eval_interval=100, seed=seed), progress=progress)
     return run_dir

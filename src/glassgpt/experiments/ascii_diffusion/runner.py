@@ -19,7 +19,7 @@ from .builder import CLOSE, Schedule, build_frames, format_sequence
 from .pictures import HELD_OUT_KINDS, TRAIN_KINDS, Art, draw, load_art
 from .prompt import build_prompt, open_sequence
 from .render import render_sequences
-from .scorer import parse_frames, score_sequence, summarise_scores
+from .scorer import agreement, ink, isolated_share, parse_frames, score_sequence, summarise_scores
 
 SCORE_LABELS = {
     "finished": "finished (all frames, clean, closed)",
@@ -28,6 +28,8 @@ SCORE_LABELS = {
     "noise_falls": "estimated noise never rises",
     "sizes_follow_schedule": "generated frames with the scheduled size",
     "final_noise": "estimated noise of the last frame",
+    "final_isolated": "last frame: characters unlike all neighbours",
+    "final_ink": "last frame: share of non-blank characters",
     "final_similarity": "last frame agreement with the held-out picture",
 }
 
@@ -100,11 +102,8 @@ def run_ascii_diffusion(completer: Completer, out_dir, settings: DiffusionSettin
         case = cases[c]
         budget = max_tokens or int(1.3 * (len(case.target_text) - len(open_sequence(case.prompt)))) + 20
         out = completer.complete(case.prompt, max_tokens=budget, temperature=t, seed=1000 * s + c, stop=[CLOSE])
-        text = out.text
-        if out.finish_reason == "stop" and CLOSE not in text:
-            text += "\n" + CLOSE               # servers drop the stop string from the text
-        scores = score_sequence(open_sequence(case.prompt) + text, schedule, case.art.charset, case.art,
-                                given=settings.given)
+        scores = score_sequence(open_sequence(case.prompt) + closed_text(out.text, out.finish_reason), schedule,
+                                case.art.charset, case.art, given=settings.given)
         report.append({"temperature": t, "seed": s, "case": c, "picture": case.name, "continuation": out.text,
                        "finish_reason": out.finish_reason, **scores})
     results = summarise(report.samples, settings, cases, completer.name)
@@ -113,6 +112,14 @@ def run_ascii_diffusion(completer: Completer, out_dir, settings: DiffusionSettin
     report.write_results(results)
     report.write_report(render_report(results))
     return results
+
+
+def closed_text(text: str, finish_reason: str) -> str:
+    """The continuation with its </picture> put back: completers drop the stop string. It
+    goes on a line of its own, without adding an empty row to the last frame."""
+    if finish_reason != "stop" or CLOSE in text:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + CLOSE
 
 
 def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[TestCase], name: str) -> dict:
@@ -128,7 +135,14 @@ def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[Test
         overall = summarise_scores([r for r in samples if r["temperature"] == t])
         per_temperature.append({"temperature": t, "runs": overall["n"], "scores": stats,
                                 "generated_frames": overall["generated_frames"] or 0.0})
+    width, height = settings.schedule.final_size
+    targets = [c.art.at_size(width, height) for c in cases]
+    blank = [" " * width] * height
     return {"completer": name, "settings": asdict(settings), "schedule": settings.schedule.to_dict(),
+            # the same measures on the clean held-out pictures, and for a canvas left blank
+            "target_isolated": float(np.mean([isolated_share(t) for t in targets])) if cases else None,
+            "target_ink": float(np.mean([ink(t) for t in targets])) if cases else None,
+            "blank_similarity": float(np.mean([agreement(blank, c.art) for c in cases])) if cases else None,
             "pictures": [c.name for c in cases], "prompt_example": cases[0].prompt if cases else "",
             "prompt_chars": [len(c.prompt) for c in cases], "per_temperature": per_temperature}
 
@@ -208,14 +222,19 @@ def render_report(results: dict) -> str:
               "; ".join(f"`{k}` = {v}" for k, v in SCORE_LABELS.items()) + ".", "",
               "![scores against temperature](scores_vs_temperature.png)", "", "### What the numbers show", ""]
     per_t = results["per_temperature"]
-    for k in ("finished", "stuck", "final_similarity"):
+    references = {"final_similarity": ("a blank canvas", "blank_similarity"),
+                  "final_isolated": ("the clean held-out pictures", "target_isolated"),
+                  "final_ink": ("the clean held-out pictures", "target_ink")}
+    for k in ("finished", "stuck", "final_similarity", "final_isolated", "final_ink"):
         vals = [(p["temperature"], p["scores"][k]["mean"]) for p in per_t if p["scores"][k]]
         if vals:
-            best = max(vals, key=lambda v: v[1])
+            best = max(round(v, 6) for _, v in vals)
             where = ("the same at every T" if len({round(v, 6) for _, v in vals}) == 1
-                     else f"highest at T = {best[0]:g}")
-            lines.append(f"- {SCORE_LABELS[k]}: " + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in vals)
-                         + f" ({where}).")
+                     else "highest at T = " + ", ".join(f"{t:g}" for t, v in vals if round(v, 6) == best))
+            line = f"- {SCORE_LABELS[k]}: " + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in vals) + f" ({where}"
+            if k in references and results.get(references[k][1]) is not None:
+                line += f"; {references[k][0]}: {results[references[k][1]]:.2f}"
+            lines.append(line + ").")
     frames = [(p["temperature"], p["generated_frames"]) for p in per_t]
     lines.append("- Frames with a valid header written by the model, per continuation: "
                  + ", ".join(f"{v:.2f} at T = {t:g}" for t, v in frames) + ".")

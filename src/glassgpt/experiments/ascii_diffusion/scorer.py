@@ -1,8 +1,9 @@
 """The scorer: read a continuation back into frames and judge the process it describes.
 
 Per frame: the header it declares, its real size against the schedule, its estimated
-noise (share of characters outside the picture's character set) and, when the held-out
-picture is known, its agreement with that picture at the frame's size.
+noise (share of characters outside the picture's character set; and, needing no character
+set, share of characters that disagree with their whole neighbourhood) and, when the
+held-out picture is known, its agreement with that picture at the frame's size.
 
 Per sequence: did the canvas grow every step; did it get stuck (a frame identical to the
 previous one, or not larger: the model copying the last step); did the noise fall; did it
@@ -60,6 +61,30 @@ def estimated_noise(rows: list[str], charset: frozenset[str]) -> float:
     return sum(c not in charset for c in cells) / len(cells) if cells else 1.0
 
 
+def isolated_share(rows: list[str]) -> float:
+    """Share of characters equal to none of their (up to 8) neighbours: a noise estimate
+    that needs no character set. A noise character rarely matches a neighbour; a clean
+    picture's characters mostly sit in runs. Thin lines and single shading characters of a
+    small clean picture count too, so read it against the clean target's own share."""
+    cells = [(y, x) for y, row in enumerate(rows) for x in range(len(row))]
+    if not cells:
+        return 1.0
+
+    def alone(y: int, x: int) -> bool:
+        return all(rows[y + dy][x + dx] != rows[y][x]
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                   if (dy or dx) and 0 <= y + dy < len(rows) and 0 <= x + dx < len(rows[y + dy]))
+
+    return sum(alone(y, x) for y, x in cells) / len(cells)
+
+
+def ink(rows: list[str]) -> float:
+    """Share of non-blank characters: a frame that is all background scores 0, so a
+    finished-looking sequence that drew nothing shows up."""
+    cells = [c for r in rows for c in r]
+    return sum(c != " " for c in cells) / len(cells) if cells else 0.0
+
+
 def agreement(rows: list[str], target: Art) -> float:
     """Share of cells equal to the held-out picture rendered at this frame's size."""
     w, h = max((len(r) for r in rows), default=0), len(rows)
@@ -86,6 +111,8 @@ def score_sequence(text: str, schedule: Schedule, charset: frozenset[str], targe
                           and abs(f.noise - schedule.noise[k]) < 0.006),
             "scheduled_noise": schedule.noise[k] if k < schedule.frames else None,
             "noise": estimated_noise(f.rows, charset),
+            "isolated": isolated_share(f.rows),
+            "ink": ink(f.rows),
             "agreement": agreement(f.rows, target) if target is not None else None,
         })
     stuck_at = next((k + 1 for k in range(1, len(frames))
@@ -105,6 +132,8 @@ def score_sequence(text: str, schedule: Schedule, charset: frozenset[str], targe
         "noise_falls": len(noise) > 1 and all(b <= a + NOISE_TOLERANCE for a, b in zip(noise, noise[1:])),
         "finished": finished,
         "final_noise": last["noise"] if last else 1.0,
+        "final_isolated": last["isolated"] if last else 1.0,
+        "final_ink": last["ink"] if last else 0.0,
         "final_similarity": (agreement(frames[-1].rows, target) if target is not None and frames else None),
         "per_frame": per_frame,
     }
@@ -115,7 +144,7 @@ def _area(size: tuple[int, int]) -> int:
 
 
 SUMMARY_KEYS = ("finished", "stuck", "grows", "noise_falls", "sizes_follow_schedule", "final_noise",
-                "final_similarity", "generated_frames")
+                "final_isolated", "final_ink", "final_similarity", "generated_frames")
 
 
 def summarise_scores(scores: list[dict]) -> dict:
