@@ -86,19 +86,14 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     mass = torch.zeros(probs.shape[0], N_BUCKETS, device=probs.device).scatter_add_(-1, bucket, probs)
     above = mass.cumsum(dim=-1) - mass                  # mass of all more likely buckets (B, N_BUCKETS)
     cut = (above < p).sum(dim=-1, keepdim=True) - 1     # the bucket where the mass crosses p (B, 1)
-    # the crossing bucket's few tokens, ordered by row, then most likely first
-    rows, cols = (bucket == cut).nonzero(as_tuple=True)
-    p_cut = probs[rows, cols].double()
-    order = torch.argsort(rows * 2 - p_cut)                                    # p < 1: rows stay apart
-    rows, cols, p_cut = rows[order], cols[order], p_cut[order]
-    # the mass before each of them: all more likely buckets plus the row's more likely candidates
-    row_mass = torch.zeros(probs.shape[0], dtype=p_cut.dtype, device=probs.device).index_add_(0, rows, p_cut)
-    running = p_cut.cumsum(0) - p_cut - (row_mass.cumsum(0) - row_mass)[rows]
-    kept = (above.gather(-1, cut)[rows, 0] + running < p).nonzero()[:, 0]     # at least the first per row
-    rows, cols = rows[kept], cols[kept]
-    floor = torch.full_like(logits[:, :1], float("inf")).scatter_reduce_(        # (B, 1): last kept
-        0, rows[:, None], logits[rows, cols][:, None], "amin")
-    return drop_below(logits, floor)
+    floors = []
+    for row in range(logits.shape[0]):                  # sort the crossing bucket's few tokens only
+        cols = (bucket[row] == cut[row]).nonzero()[:, 0]
+        p_cut, order = probs[row, cols].sort(descending=True)
+        before = above[row, cut[row]] + p_cut.cumsum(0) - p_cut                   # mass ahead of each
+        last = int((before < p).sum()) - 1                                        # >= 0: the first is kept
+        floors.append(logits[row, cols[order[last]]])
+    return drop_below(logits, torch.stack(floors)[:, None])                       # (B, 1): the last kept
 
 
 def min_p(logits: torch.Tensor, m: float) -> torch.Tensor:
