@@ -16,7 +16,7 @@ from glassgpt.model import GPT, GPTConfig, load
 from glassgpt.train import TrainConfig, prepare, train
 from glassgpt.train.corpora import cache_dir
 
-VOCAB_SIZE = 1024
+VOCAB_SIZE = 1024                                                    # for tokenizer="bpe"
 CONTEXT = 256
 TARGET = dict(preset="medium")                                       # 6 layers x 384
 DRAFT = dict(preset="small", n_layer=1, d_model=128, n_head=4)       # 1 layer x 128
@@ -26,14 +26,15 @@ def bench_cache() -> Path:
     return cache_dir() / "bench"
 
 
-def prepared_data() -> tuple[Path, str]:
-    """Tokenized Shakespeare (or the Python docs, offline) with a 1,024-id BPE; reused if present."""
+def prepared_data(tokenizer: str = "char") -> tuple[Path, str]:
+    """Tokenized Shakespeare (or the Python docs, offline), one id per character or with a
+    1,024-id BPE; reused if present."""
     for corpus in ("shakespeare", "python-docs"):
-        data_dir = bench_cache() / f"data-{corpus}-bpe{VOCAB_SIZE}"
+        data_dir = bench_cache() / f"data-{corpus}-{'char' if tokenizer == 'char' else f'bpe{VOCAB_SIZE}'}"
         if (data_dir / "meta.json").is_file():
             return data_dir, corpus
         try:
-            prepare([corpus], data_dir, tokenizer="bpe", vocab_size=VOCAB_SIZE, progress=False)
+            prepare([corpus], data_dir, tokenizer=tokenizer, vocab_size=VOCAB_SIZE, progress=False)
             return data_dir, corpus
         except GlassError as e:
             print(f"   {corpus} unavailable ({e}); trying the next corpus")
@@ -60,9 +61,10 @@ def trained(data_dir: Path, name: str, arch: dict, seconds: float) -> GPT:
     return load(run_dir)
 
 
-def trained_pair(target_seconds: float = 120, draft_seconds: float = 90) -> tuple[GPT, GPT, str]:
+def trained_pair(target_seconds: float = 120, draft_seconds: float = 90,
+                 tokenizer: str = "char") -> tuple[GPT, GPT, str]:
     """(target, draft, corpus name), both trained on the same tokenized corpus."""
-    data_dir, corpus = prepared_data()
+    data_dir, corpus = prepared_data(tokenizer)
     target = trained(data_dir, "target", TARGET, target_seconds)
     draft = trained(data_dir, "draft", DRAFT, draft_seconds)
     return target, draft, corpus

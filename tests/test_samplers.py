@@ -26,6 +26,16 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_s
     assert S.repetition_penalty(logits, counts, 2.0).tolist() == [[1.0, -2.0, 3.0]]
 
 
+def test_repetition_penalty_matches_the_textbook_rule_on_a_large_vocabulary():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5000, generator=g) * 3
+    counts = (torch.rand(2, 5000, generator=g) < 0.1).float() * torch.randint(1, 4, (2, 5000), generator=g)
+    textbook = torch.where(counts > 0, torch.where(logits > 0, logits / 1.3, logits * 1.3), logits)
+    out = S.repetition_penalty(logits, counts, 1.3)
+    assert torch.equal(out[counts == 0], logits[counts == 0])          # unseen tokens untouched
+    torch.testing.assert_close(out, textbook, rtol=1e-6, atol=1e-6)
+
+
 def test_frequency_penalty_scales_with_the_count_presence_penalty_does_not():
     logits = torch.zeros(1, 3)
     counts = torch.tensor([[0.0, 1.0, 3.0]])

@@ -283,7 +283,7 @@ class Engine:
                 if all(row.done for row in self.rows):
                     break
                 if counts is not None:
-                    counts[torch.arange(len(self.rows)), tokens] += 1
+                    counts.scatter_add_(1, tokens[:, None], torch.ones_like(counts[:, :1]))
                 logits = self.feed(tokens)
         self.remember_context()
         self.stats.finish(time.perf_counter() - start)

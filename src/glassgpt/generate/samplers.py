@@ -36,13 +36,13 @@ BUCKETS_PER_NAT, N_BUCKETS = 256, 8192     # top_p's buckets: 1/256 nat wide, 32
 def repetition_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's penalty (Keskar et al. 2019): make tokens already seen less likely (r > 1).
 
-    Dividing a positive logit and multiplying a negative one both push it down. Only the
-    few seen entries are touched, not all 50k."""
-    seen = (counts > 0).nonzero(as_tuple=True)                                 # (rows, tokens)
-    values = logits[seen]
-    logits = logits.clone()
-    logits[seen] = torch.where(values > 0, values / penalty, values * penalty)
-    return logits
+    Dividing a positive logit and multiplying a negative one both push it down:
+    penalized = x * r + relu(x) * (1/r - r), applied where the token was seen. All in
+    float arithmetic over the row (no boolean masks: on a CPU those kernels are several
+    times slower over 50k entries)."""
+    seen = counts.clamp(max=1)                                                 # (B, V): 1 if seen, else 0
+    penalized = torch.add(logits * penalty, F.relu(logits), alpha=1 / penalty - penalty)
+    return torch.addcmul(logits, seen, penalized - logits)
 
 
 def frequency_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
