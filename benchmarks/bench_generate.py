@@ -163,16 +163,17 @@ def speculative_rows(target: GPT, draft: GPT, prompts: list[list[int]], n: int, 
     return rows
 
 
-def speculative_main(quick: bool, target_seconds: float | None, draft_seconds: float | None) -> None:
+def speculative_main(quick: bool, target_seconds: float | None, draft_seconds: float | None,
+                     tokenizer: str = "char") -> None:
     """The trained 6-layer target and 1-layer draft (trained once, then cached)."""
     target_seconds = target_seconds or (40 if quick else 120)
     draft_seconds = draft_seconds or (20 if quick else 90)
-    target, draft, corpus = trained_pair(target_seconds, draft_seconds)
+    target, draft, corpus = trained_pair(target_seconds, draft_seconds, tokenizer)
     n, repeats, n_prompts = (64, 1, 1) if quick else (256, 2, 2)
     prompts = corpus_prompts(target, corpus, n_prompts)
     header(f"speculative decoding: {target.config.n_layer}x{target.config.d_model} target "
            f"({target_seconds:g} s of training) and {draft.config.n_layer}x{draft.config.d_model} draft "
-           f"({draft_seconds:g} s), {corpus}, BPE vocab {target.config.vocab_size}, fp32; {n} new tokens from "
+           f"({draft_seconds:g} s), {corpus}, {tokenizer} tokenizer of {target.config.vocab_size} ids, fp32; {n} new tokens from "
            f"{len(prompts)} corpus prompts of 32 tokens, interleaved, best of {repeats}; "
            f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}")
     table(speculative_rows(target, draft, prompts, n, repeats), ("measure", "ours", "plain", "speedup"))
@@ -183,11 +184,13 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="6x384 only, fewer tokens, one repeat, less training")
     p.add_argument("--target-seconds", type=float, help="training budget of the speculative target (default 120)")
     p.add_argument("--draft-seconds", type=float, help="training budget of the speculative draft (default 90)")
+    p.add_argument("--pair-tokenizer", choices=("char", "bpe"), default="char",
+                   help="tokenizer of the speculative pair (default char; bpe: 1,024 ids)")
     p.add_argument("--speculative-only", action="store_true", help="only the speculative-decoding table")
     args = p.parse_args(argv)
     if not args.speculative_only:
         random_weight_tables(args.quick)
-    speculative_main(args.quick, args.target_seconds, args.draft_seconds)
+    speculative_main(args.quick, args.target_seconds, args.draft_seconds, args.pair_tokenizer)
 
 
 def random_weight_tables(quick: bool) -> None:

@@ -80,3 +80,18 @@ def test_unknown_decode_dtype_is_a_one_line_error(name):
     model, _ = model_and_ids()
     with pytest.raises(ConfigError, match="choose float32, float16 or bfloat16"):
         model.set_decode_dtype(name)
+
+
+@pytest.mark.parametrize("shape", [(16, 48), (48, 16), (24, 24)])          # wide, narrow, square
+@pytest.mark.parametrize("rows", [1, 3, DECODE_ROWS + 1])
+def test_fp32_decode_paths_equal_the_plain_linear_and_follow_weight_changes(shape, rows):
+    from torch.nn import functional as F
+
+    from glassgpt.model.linear import Linear
+
+    torch.manual_seed(0)
+    layer, x = Linear(*shape), torch.randn(2, rows, shape[0])[:1]
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
+        layer.weight.mul_(-2.0)                                            # copies must be remade
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)

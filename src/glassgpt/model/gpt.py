@@ -46,7 +46,6 @@ class GPT(Probed):
         self.final_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
                            if config.norm == "pre" else nn.Identity())   # post-LN blocks end normalised
         self.unembed = Linear(config.d_model, config.vocab_size, bias=config.bias and not config.tie_embeddings)
-        self.unembed.transposed_copy = True             # decoding reads it as (C, V): see linear.py
         if config.tie_embeddings:
             self.unembed.weight = self.embed.weight     # the same matrix reads tokens in and out
         self._name_probe_points()
