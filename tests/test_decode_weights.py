@@ -95,3 +95,24 @@ def test_fp32_decode_paths_equal_the_plain_linear_and_follow_weight_changes(shap
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
         layer.weight.mul_(-2.0)                                            # copies must be remade
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(64, 17000), (17000, 64)])             # > SPLIT_BYTES, odd sizes
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_row_split_across_threads_equals_the_plain_linear(shape, threads):
+    from torch.nn import functional as F
+
+    from glassgpt.model.linear import SPLIT_BYTES, Linear
+
+    torch.manual_seed(0)
+    layer, x = Linear(*shape), torch.randn(1, 1, shape[0])
+    assert layer.weight.numel() * 4 >= SPLIT_BYTES
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+            layer.weight.mul_(-2.0)
+            torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
