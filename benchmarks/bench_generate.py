@@ -35,14 +35,35 @@ CHAIN = dict(repetition_penalty=1.1, top_p=0.95, min_p=0.05, temperature=0.8)
 HF_CHAIN = dict(do_sample=True, repetition_penalty=1.1, top_p=0.95, min_p=0.05, temperature=0.8, top_k=0)
 
 
-def best_rate(fn, tokens: int, repeats: int) -> float:
-    """Best tokens/s over `repeats` runs of fn() (which makes `tokens` tokens)."""
-    best = 0.0
+def best_rates(runs: dict, repeats: int) -> dict:
+    """{name: (fn, tokens)} -> {name: best tokens/s over `repeats` runs of fn()}; the runs are
+    interleaved round by round so that a change in the machine's load hits all of them alike."""
+    best = dict.fromkeys(runs, 0.0)
     for _ in range(repeats):
-        with timer() as t:
-            fn()
-        best = max(best, tokens / t())
+        for name, (fn, tokens) in runs.items():
+            with timer() as t:
+                fn()
+            best[name] = max(best[name], tokens / t())
     return best
+
+
+def sampler_step_ms(settings: dict, vocab_size: int, steps: int = 300) -> float:
+    """ms per call of the sampler chain alone on one row of logits (with a 300-token context
+    for the penalties): the chain's cost without the forward pass's run-to-run noise."""
+    from glassgpt.generate.samplers import SamplerChain, SamplingParams
+
+    chain = SamplerChain(SamplingParams(**settings), vocab_size)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, vocab_size, generator=g) * 2
+    counts = torch.zeros(1, vocab_size).index_add_(1, torch.randint(0, vocab_size, (300,), generator=g),
+                                                   torch.ones(1, 300))
+    best = float("inf")
+    for _ in range(3):
+        with timer() as t:
+            for _ in range(steps):
+                chain.sample(logits, counts, g)
+        best = min(best, t() / steps)
+    return 1000 * best
 
 
 def random_prompts(n: int, lengths: list[int], seed: int = 1) -> list[list[int]]:
@@ -62,12 +83,16 @@ def hf_generate(hf, prompts: list[list[int]], n: int, **kw):
 def decode_rows(name, hf, ours, n, repeats) -> list[tuple]:
     one = random_prompts(1, [64])
     eight = random_prompts(8, [64, 40, 57, 33, 64, 48, 60, 25])
-    greedy = best_rate(lambda: generate(ours, one[0], max_new_tokens=n, temperature=0), n, repeats)
-    chain = best_rate(lambda: generate(ours, one[0], max_new_tokens=n, seed=0, **CHAIN), n, repeats)
-    hf_greedy = best_rate(lambda: hf_generate(hf, one, n, do_sample=False), n, repeats)
-    hf_chain = best_rate(lambda: hf_generate(hf, one, n, **HF_CHAIN), n, repeats)
-    batch8 = best_rate(lambda: generate_batch(ours, eight, max_new_tokens=n, temperature=0), 8 * n, repeats)
-    hf_batch8 = best_rate(lambda: hf_generate(hf, eight, n, do_sample=False), 8 * n, repeats)
+    rates = best_rates({
+        "greedy": (lambda: generate(ours, one[0], max_new_tokens=n, temperature=0), n),
+        "chain": (lambda: generate(ours, one[0], max_new_tokens=n, seed=0, **CHAIN), n),
+        "hf_greedy": (lambda: hf_generate(hf, one, n, do_sample=False), n),
+        "hf_chain": (lambda: hf_generate(hf, one, n, **HF_CHAIN), n),
+        "batch8": (lambda: generate_batch(ours, eight, max_new_tokens=n, temperature=0), 8 * n),
+        "hf_batch8": (lambda: hf_generate(hf, eight, n, do_sample=False), 8 * n),
+    }, repeats)
+    greedy, chain, hf_greedy, hf_chain, batch8, hf_batch8 = rates.values()
+    chain_ms, pick_ms = sampler_step_ms(CHAIN, 50257), sampler_step_ms(dict(temperature=0), 50257)
     same = [g.ids for g in generate_batch(ours, eight[:2], max_new_tokens=8, temperature=0)] == \
         hf_generate(hf, eight[:2], 8, do_sample=False)[:, 64:].tolist()
     return [
@@ -75,6 +100,8 @@ def decode_rows(name, hf, ours, n, repeats) -> list[tuple]:
         (f"{name} batch 1 full chain, top-p over 50,257 (tok/s)", chain, hf_chain, ratio(chain, hf_chain)),
         (f"{name} full chain overhead per token vs greedy", f"{100 * (greedy / chain - 1):+.1f}%",
          f"{100 * (hf_greedy / hf_chain - 1):+.1f}%", ""),
+        (f"{name} the same from the sampler step alone: ({chain_ms:.2f} - {pick_ms:.2f} ms) / greedy token time",
+         f"{100 * (chain_ms - pick_ms) * greedy / 1000:+.1f}%", "", ""),
         (f"{name} batch 8, mixed lengths, greedy (tok/s{', same tokens as HF' if same else ', TOKENS DIFFER'})",
          batch8, hf_batch8, ratio(batch8, hf_batch8)),
         (f"{name} batch 8 / batch 1 throughput", f"{batch8 / greedy:.2f}x", f"{hf_batch8 / hf_greedy:.2f}x", ""),
@@ -195,7 +222,7 @@ def main(argv=None) -> None:
 
 
 def random_weight_tables(quick: bool) -> None:
-    n, repeats = (16, 1) if quick else (64, 2)
+    n, repeats = (16, 1) if quick else (64, 5)
     shapes = {"6x384": SHAPES["6x384"]} if quick else SHAPES
     header(f"generate: vocab 50257, random weights, fp32, prompt 64, {n} new tokens, "
            f"best of {repeats}; {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}")
