@@ -125,7 +125,15 @@ def test_ascii_diffusion_run_scores_a_copying_model_as_stuck(tmp_path):
     assert len((tmp_path / "d" / "samples.jsonl").read_text().splitlines()) == 2 * 2 * 2
 
 
-class Oracle:
+class Scripted:
+    """A completer whose text for a prompt is `self.continuation(prompt, stop)`, ending at a stop."""
+
+    def complete(self, prompt, *, max_tokens, temperature, seed, logprobs=0, stop=None):
+        text = self.continuation(prompt, stop)
+        return Completion(text=text, tokens=list(text), finish_reason="stop")
+
+
+class Oracle(Scripted):
     """Writes the held-out picture's remaining frames exactly, then stops at </picture> and
     drops it from the text, as glassgpt and servers do with a stop string."""
     name = "oracle"
@@ -133,10 +141,9 @@ class Oracle:
     def __init__(self, settings):
         self.targets = {c.prompt: c.target_text for c in make_test_cases(settings)}
 
-    def complete(self, prompt, *, max_tokens, temperature, seed, logprobs=0, stop=None):
+    def continuation(self, prompt, stop):
         rest = self.targets[prompt][len(open_sequence(prompt)):]
-        text = rest[:rest.index(stop[0])]
-        return Completion(text=text, tokens=list(text), finish_reason="stop")
+        return rest[:rest.index(stop[0])]
 
 
 def test_ascii_diffusion_run_scores_a_perfect_model_as_finished(tmp_path):
@@ -150,19 +157,18 @@ def test_ascii_diffusion_run_scores_a_perfect_model_as_finished(tmp_path):
         assert p["scores"]["final_ink"]["mean"] == pytest.approx(results["target_ink"]) and 0 < results["target_ink"]
 
 
-class BlankCanvas:
+class BlankCanvas(Scripted):
     """Follows the schedule to the letter but draws nothing: every frame all blank."""
     name = "blank"
 
     def __init__(self, settings):
         self.settings = settings
 
-    def complete(self, prompt, *, max_tokens, temperature, seed, logprobs=0, stop=None):
+    def continuation(self, prompt, stop):
         s = self.settings.schedule
         frames = [Frame(k + 1, s.frames, w, h, p, tuple(" " * w for _ in range(h)))
                   for k, ((w, h), p) in enumerate(zip(s.sizes, s.noise))][self.settings.given:]
-        text = "".join(f.text() + "\n" for f in frames)
-        return Completion(text=text, tokens=list(text), finish_reason="stop")
+        return "".join(f.text() + "\n" for f in frames)
 
 
 def test_a_blank_canvas_finishes_but_draws_nothing(tmp_path):
