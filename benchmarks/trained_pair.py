@@ -46,8 +46,9 @@ def prepared_data(tokenizer: str = "char") -> tuple[Path, str]:
     raise GlassError("no built-in corpus could be prepared")
 
 
-def trained(data_dir: Path, name: str, arch: dict, seconds: float) -> GPT:
-    """Train (or reuse) one model for `seconds`; trains into a scratch directory, then renames."""
+def trained(data_dir: Path, name: str, arch: dict, seconds: float) -> tuple[GPT, float]:
+    """Train (or reuse) one model for `seconds`; trains into a scratch directory, then renames.
+    Returns the model and its validation loss."""
     arch = dict(arch)
     preset = arch.pop("preset")
     tag = "-".join(f"{k}{v}" for k, v in arch.items())
@@ -63,13 +64,16 @@ def trained(data_dir: Path, name: str, arch: dict, seconds: float) -> GPT:
         scratch.rename(run_dir)
     last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
     print(f"   {name}: {run_dir.name}, {last['step']} steps, validation loss {last['val_loss']:.3f}")
-    return load(run_dir)
+    return load(run_dir), last["val_loss"]
 
 
-def trained_pair(target_seconds: float = 120, draft_seconds: float = 90,
+def trained_pair(target_seconds: float = 1200, draft_seconds: float = 120,
                  tokenizer: str = "char") -> tuple[GPT, GPT, str]:
     """(target, draft, corpus name), both trained on the same tokenized corpus."""
     data_dir, corpus = prepared_data(tokenizer)
-    target = trained(data_dir, "target", TARGET, target_seconds)
-    draft = trained(data_dir, "draft", DRAFT, draft_seconds)
+    target, target_loss = trained(data_dir, "target", TARGET, target_seconds)
+    draft, draft_loss = trained(data_dir, "draft", DRAFT, draft_seconds)
+    if target_loss >= draft_loss:
+        print(f"   WARNING: the target (validation loss {target_loss:.3f}) is no better than its draft "
+              f"({draft_loss:.3f}): the speedups below say little; train the target longer (--target-seconds)")
     return target, draft, corpus
