@@ -34,6 +34,8 @@ def test_repetition_penalty_matches_the_textbook_rule_on_a_large_vocabulary():
     out = S.repetition_penalty(logits, counts, 1.3)
     assert torch.equal(out[counts == 0], logits[counts == 0])          # unseen tokens untouched
     torch.testing.assert_close(out, textbook, rtol=1e-6, atol=1e-6)
+    banned = S.repetition_penalty(torch.tensor([[-INF, -INF, 1.0]]), torch.tensor([[1.0, 0.0, 1.0]]), 2.0)
+    assert banned.tolist() == [[-INF, -INF, 0.5]]                        # -inf stays -inf, seen or not
 
 
 def test_frequency_penalty_scales_with_the_count_presence_penalty_does_not():

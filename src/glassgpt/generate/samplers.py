@@ -36,13 +36,13 @@ BUCKETS_PER_NAT, N_BUCKETS = 256, 8192     # top_p's buckets: 1/256 nat wide, 32
 def repetition_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's penalty (Keskar et al. 2019): make tokens already seen less likely (r > 1).
 
-    Dividing a positive logit and multiplying a negative one both push it down:
-    penalized = x * r + relu(x) * (1/r - r), applied where the token was seen. All in
-    float arithmetic over the row (no boolean masks: on a CPU those kernels are several
-    times slower over 50k entries)."""
+    Dividing a positive logit and multiplying a negative one both push it down: a seen
+    token's logit is multiplied by 1/r if positive, by r if negative (-inf stays -inf).
+    All in float arithmetic over the row (no boolean masks: on a CPU those kernels are
+    several times slower over 50k entries)."""
     seen = counts.clamp(max=1)                                                 # (B, V): 1 if seen, else 0
-    penalized = torch.add(logits * penalty, F.relu(logits), alpha=1 / penalty - penalty)
-    return torch.addcmul(logits, seen, penalized - logits)
+    factor = torch.sign(logits).mul_((1 / penalty - penalty) / 2).add_((1 / penalty + penalty) / 2)
+    return logits * factor.sub_(1).mul_(seen).add_(1)                          # unseen: x * 1
 
 
 def frequency_penalty(logits: torch.Tensor, counts: torch.Tensor, penalty: float) -> torch.Tensor:
