@@ -116,3 +116,36 @@ def test_one_row_split_across_threads_equals_the_plain_linear(shape, threads):
             torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_inference_copies_follow_optimizer_steps_even_fused_ones(fused):
+    """Fused AdamW updates weights without bumping their version counter: copies must still follow."""
+    from torch.nn import functional as F
+
+    from glassgpt.model.linear import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(24, 48)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=fused)
+    for rows in (1, 3, 20):
+        x = torch.randn(rows, 24)
+        with torch.no_grad():
+            layer(x)                                                       # copies made
+        layer(torch.randn(4, 24)).square().sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [2, 5, 8, 40])
+def test_several_rows_without_gradients_equal_the_plain_linear(rows):
+    from torch.nn import functional as F
+
+    from glassgpt.model.linear import Linear
+
+    torch.manual_seed(0)
+    layer, x = Linear(64, 96), torch.randn(2, rows, 64)[1]                 # a non-contiguous-origin view
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))    # with gradients: nn.Linear

@@ -1,11 +1,16 @@
-"""The linear layer every stage uses, with faster ways to read its weight while decoding.
+"""The linear layer every stage uses, with faster ways to read its weight when no
+gradient is needed (generation, inspection, evaluation).
 
 Decoding computes one position (or a few) at a time, so each matrix multiply reads the
 whole weight matrix to do very little arithmetic with it: memory traffic sets the
-speed, not the arithmetic. For these calls (at most DECODE_ROWS rows, no gradients):
+speed, not the arithmetic. Without gradients, on a CPU:
 
-- the product is taken as (W @ x^T)^T: BLAS has a fast path for a weight times a few
-  columns, which x @ W^T with a few rows misses (about 2x slower for 2-8 rows on a CPU);
+- several rows (a batch of sequences, the few positions a speculative verification
+  scores, a prompt) go through oneDNN with the weight packed once into oneDNN's own
+  layout. MKL's product is slow for few rows (15-30 GFLOP/s for 2-8 rows here); oneDNN
+  runs 2-4x faster there (80-100 GFLOP/s for GPT-2 small's block matrices on 2 cores)
+  and as fast or faster for long prompts. Without oneDNN, 2-8 rows are taken as
+  (W @ x^T)^T, BLAS's path for a weight times a few columns;
 - one row times a wide matrix (more outputs than inputs: q/k/v, the feed-forward's first
   layer, the vocabulary projection) reads a transposed (in, out) copy, which BLAS streams
   1.4-2x faster than (out, in): it adds x_i times row i into the long output instead of
@@ -13,49 +18,68 @@ speed, not the arithmetic. For these calls (at most DECODE_ROWS rows, no gradien
 - BLAS runs a matrix times one vector on one thread. For a large matrix (>= SPLIT_BYTES)
   and several CPU threads, one row instead reads a copy cut into one slice of outputs per
   thread, multiplied as a batch (torch.bmm runs the batch in parallel): 1.3-1.6x faster
-  for GPT-2 small's matrices on 2 cores. The copies cost memory (for GPT-2 small about
-  the size of the weights again);
+  for GPT-2 small's matrices on 2 cores;
 - with a `decode_dtype` (float16 or bfloat16), one row reads a half-size copy of the
   weight. The product is computed in that dtype, as in half-precision inference on a
   GPU, and returned in the input's dtype; results agree with fp32 to about three
   significant digits. Off by default (`GPT.set_decode_dtype`). Several rows keep fp32:
   CPU half-precision kernels pay off for a single row only.
 
-Training, prefill and inspection of longer texts use nn.Linear's own forward. A copy is
-remade whenever the weight changes (in-place updates such as an optimiser step bump its
-version counter).
+Training (and any product that needs gradients) uses nn.Linear's own forward. The
+copies cost memory (each kind about the size of the weights it copies) and are made on
+first use. A copy is remade whenever the weight may have changed: an in-place update
+bumps the weight's version counter, and any optimizer step counts too (a fused
+optimizer updates weights without that bump). Each kind is kept on its own, so
+alternating one row and several rows (speculative decoding) never rebuilds them.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..errors import ConfigError
 
-DECODE_ROWS = 8           # at most this many positions per call count as decoding
+DECODE_ROWS = 8           # without oneDNN, up to this many rows take the (W @ x^T)^T product
 SPLIT_BYTES = 4 << 20     # one-row products with bigger weights are split across CPU threads
 DECODE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_ONEDNN = torch.backends.mkldnn.is_available()   # cleared if this build's oneDNN can't take a linear layer
+_STEPS = [0]                                      # optimizer steps taken anywhere in this process
+
+
+def _count_step(optimizer, args, kwargs) -> None:
+    _STEPS[0] += 1
+
+
+# Fused optimizers (AdamW(fused=True)) update weights without bumping their version
+# counter, so every optimizer step also invalidates the copies.
+register_optimizer_step_post_hook(_count_step)
 
 
 class Linear(nn.Linear):
     decode_dtype: torch.dtype | None = None    # set on every layer by GPT.set_decode_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.shape[-1]
-        if torch.is_grad_enabled() or rows > DECODE_ROWS:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return super().forward(x)
+        rows = x.numel() // x.shape[-1]
         flat = x.reshape(rows, x.shape[-1])                                       # (rows, in)
-        if rows == 1 and self.decode_dtype is not None:                           # half the bytes read
+        if rows > 1:
+            out = self._rows_onednn(flat)                                         # bias included
+            if out is None and rows > DECODE_ROWS:
+                return super().forward(x)
+            if out is None:
+                out = (self.weight @ flat.t()).t()                                # (out, in) @ (in, rows)
+                out = out if self.bias is None else out + self.bias
+            return out.view(*x.shape[:-1], -1)
+        if self.decode_dtype is not None:                                         # half the bytes read
             weight, bias = self._copy("half")
             return F.linear(flat.to(weight.dtype), weight, bias).to(x.dtype).view(*x.shape[:-1], -1)
-        if rows == 1:
-            out = self._one_row(flat)
-        else:
-            out = (self.weight @ flat.t()).t()                                    # (out, in) @ (in, rows)
+        out = self._one_row(flat)
         if self.bias is not None:
             out = out + self.bias
-        return out.reshape(*x.shape[:-1], -1)
+        return out.view(*x.shape[:-1], -1)
 
     def _one_row(self, x: torch.Tensor) -> torch.Tensor:
         """(1, in) -> (1, out) without the bias, in the fastest of the layouts above (CPU BLAS)."""
@@ -74,15 +98,33 @@ class Linear(nn.Linear):
             return x @ self._copy("transposed")[0]                                 # (1, in) @ (in, out)
         return (self.weight @ x.t()).t()                                           # (out, in) @ (in, 1)
 
+    def _rows_onednn(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(rows, in) -> (rows, out) with the bias, by oneDNN on the packed fp32 weight; None where
+        oneDNN can't take it (not a CPU fp32 product, or a PyTorch build without oneDNN)."""
+        global _ONEDNN
+        if not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
+            return None
+        try:
+            packed = self._copy("packed")[0]
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, self.bias, "none", [None], "")
+        except (RuntimeError, AttributeError):                                    # no usable oneDNN: never again
+            _ONEDNN = False
+            return None
+
     def _copy(self, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight (and bias) as decoding reads them: 'half' in decode_dtype, 'transposed' (in, out),
-        'split' in one slice of outputs per CPU thread (see _one_row)."""
+        'split' in one slice of outputs per CPU thread (see _one_row), 'packed' for oneDNN.
+        One copy of each kind, remade when the weight (or the setting it depends on) changes."""
         w, b = self.weight, self.bias
-        threads = torch.get_num_threads()
-        key = (kind, w.data_ptr(), w._version, w.device, w.dtype, self.decode_dtype, threads,
+        threads = torch.get_num_threads() if kind == "split" else None
+        decode_dtype = self.decode_dtype if kind == "half" else None
+        key = (w.data_ptr(), w._version, _STEPS[0], w.device, w.dtype, decode_dtype, threads,
                None if b is None else (b.data_ptr(), b._version))
-        if getattr(self, "_decode_key", None) != key:
-            if kind == "transposed":
+        copies = self.__dict__.setdefault("_decode_copies", {})                   # kind -> (key, copy)
+        if copies.get(kind, (None,))[0] != key:
+            if kind == "packed":
+                copy = (torch.ops.mkldnn._reorder_linear_weight(w.detach(), DECODE_ROWS), None)
+            elif kind == "transposed":
                 copy = (w.detach().t().contiguous(), None)
             elif kind == "split":
                 padded = -(-self.out_features // threads) * threads                # zero outputs, cut off after
@@ -96,8 +138,8 @@ class Linear(nn.Linear):
                     copy = (rows.view(threads, -1, self.in_features), None)
             else:
                 copy = (w.detach().to(self.decode_dtype), None if b is None else b.detach().to(self.decode_dtype))
-            self._decode_copy, self._decode_key = copy, key
-        return self._decode_copy
+            copies[kind] = (key, copy)
+        return copies[kind][1]
 
 
 def parse_decode_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
