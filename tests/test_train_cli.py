@@ -83,6 +83,7 @@ def test_prepare_errors(prepared, capsys, monkeypatch):
     (["train", "data", "-o", "run", "--context-length", "4096"], "needs at least 4,097"),
     (["train", "--resume", "data"], "not a training run"),
     (["train", "data"], "give DATA_DIR and -o RUN_DIR"),
+    (["train", "data", "-o", "run", "--teacher", "nowhere"], "nowhere is not a directory"),
     (["train", "--resume", "run", "--lr", "0.1"], "--lr cannot change on --resume"),
 ])
 def test_train_errors(prepared, args, message, capsys, monkeypatch):

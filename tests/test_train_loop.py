@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from glassgpt.errors import CheckpointError, GlassError
-from glassgpt.model import GPT, GPTConfig, load
+from glassgpt.model import GPT, GPTConfig, load, save
 from glassgpt.train import TrainConfig, prepare, train
 from glassgpt.train import data as data_module
 from glassgpt.train import state as state_module
@@ -229,3 +229,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# -- distillation ------------------------------------------------------------------------------
+def kl_to(teacher: GPT, student: GPT, config: GPTConfig) -> float:
+    """Mean KL(teacher || student) of the next-token distributions on a fixed batch."""
+    x, _ = fixed_batch(config, batch=8)
+    with torch.no_grad():
+        p = torch.log_softmax(teacher(x).logits, -1)
+        q = torch.log_softmax(student(x).logits, -1)
+    return (p.exp() * (p - q)).sum(-1).mean().item()
+
+
+def test_a_student_distilled_from_a_teacher_matches_its_distributions_better(data_dir, tmp_path):
+    teacher_run = train(data_dir, tmp_path / "teacher", tiny(n_layer=2), quick(max_iters=40), progress=False)
+    student, settings = tiny(d_model=16), quick(max_iters=80, eval_interval=80, lr=1e-2)
+    plain = train(data_dir, tmp_path / "plain", student, settings, progress=False)
+    distilled = train(data_dir, tmp_path / "distilled", student,
+                      settings.replace(teacher=str(teacher_run.run_dir)), progress=False)
+    teacher = teacher_run.model.eval()
+    near, far = kl_to(teacher, distilled.model.eval(), student), kl_to(teacher, plain.model.eval(), student)
+    assert near < 0.7 * far
+    assert [r["val_loss"] for r in read_log(tmp_path / "distilled") if "val_loss" in r]    # still the plain loss
+
+
+def test_a_teacher_must_share_the_vocabulary_and_see_the_whole_context(data_dir, tmp_path):
+    other = tiny(vocab_size=VOCAB + 5)
+    torch.manual_seed(0)
+    save(GPT(other), tmp_path / "other")
+    with pytest.raises(GlassError, match="same tokenizer"):
+        train(data_dir, tmp_path / "a", tiny(), quick(teacher=str(tmp_path / "other")), progress=False)
+    short = train(data_dir, tmp_path / "short", tiny(context_length=8), quick(max_iters=1), progress=False)
+    with pytest.raises(GlassError, match="--context-length 8 or less"):
+        train(data_dir, tmp_path / "b", tiny(), quick(teacher=str(short.run_dir)), progress=False)
+    with pytest.raises(GlassError):
+        train(data_dir, tmp_path / "c", tiny(), quick(teacher=str(tmp_path / "missing")), progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from ..errors import GlassError
 
@@ -11,7 +12,7 @@ MODEL_OPTIONS = ("d_model", "n_layer", "n_head", "d_ff", "context_length", "posi
                  "activation", "bias", "tie_embeddings", "dropout")
 TRAIN_OPTIONS = ("batch_size", "grad_accum", "max_iters", "max_seconds", "lr", "min_lr", "warmup_iters",
                  "weight_decay", "grad_clip", "eval_interval", "eval_iters", "log_interval", "seed",
-                 "device", "precision", "compile", "threads")
+                 "device", "precision", "compile", "threads", "teacher")
 # settings a resumed run may change: how long, and where/how it runs
 RESUMABLE = ("max_iters", "max_seconds", "eval_interval", "log_interval", "device", "precision", "compile",
              "threads")
@@ -45,6 +46,9 @@ def register(subparsers) -> None:
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    t.add_argument("--teacher", metavar="RUN", type=lambda run: str(Path(run).resolve()),
+                   help="distil this trained run (same tokenizer): learn its next-token distributions, "
+                        "e.g. to make a draft model for speculative decoding")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,12 @@ The model's shape lives in GPTConfig; this is how it is trained. A run stops at
 `max_iters` optimizer steps or after `max_seconds` of training, whichever comes first;
 the learning-rate schedule follows whichever is further along, so a time-limited run
 still warms up, decays and ends at `min_lr`.
+
+With a `teacher` (a trained run with the same tokenizer), the training loss is the
+cross-entropy against the teacher's full next-token distribution at every position
+(distillation) instead of against the one actual next token. A small model trained so
+agrees with its teacher more often than one trained on the text alone, which is what a
+draft for speculative decoding needs. The validation loss stays the plain one.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ class TrainConfig:
     precision: str = "auto"           # auto | fp32 | bf16 | fp16 (auto: bf16 where it is fast)
     compile: bool = False             # torch.compile the model
     threads: int | None = None        # CPU threads (None: torch's default)
+    teacher: str | None = None        # a trained run to distil: learn its next-token distributions
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))

@@ -2,6 +2,8 @@
 
 One optimizer step:
     for each of grad_accum micro-batches:  x, y -> model -> loss / grad_accum -> backward
+        (with a teacher, the loss compares the model's next-token distributions with the
+        teacher's instead of with y: distillation)
     clip the global gradient norm -> AdamW step at the scheduled learning rate -> clear grads
 
 Every eval_interval steps: validation loss on fixed batches, a checkpoint of the run
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -110,6 +113,7 @@ class Trainer:
                                      device, seed=config.seed + 1000 * (procs.rank + 1))
         self.val_batches = fixed_batches(open_tokens(data_dir / VAL, meta["dtype"]), config.eval_iters,
                                          config.batch_size, T, device, seed=config.seed)
+        self.teacher = load_teacher(config.teacher, self.model, device) if config.teacher else None
         self.optimizer = make_optimizer(self.model, config, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.step, self.elapsed, self.best_val = 0, 0.0, None
@@ -205,7 +209,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.procs.distributed else self.forward.no_sync()
             with sync:
                 with autocast(self.device, self.precision):
-                    loss = self.forward(x, y).loss / self.config.grad_accum
+                    loss = self.loss(x, y) / self.config.grad_accum
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         if self.config.grad_clip is not None:
@@ -215,6 +219,16 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss: cross-entropy against the next tokens, or, with a teacher,
+        against the teacher's next-token distributions (soft targets)."""
+        if self.teacher is None:
+            return self.forward(x, y).loss
+        with torch.no_grad():
+            soft = torch.softmax(self.teacher(x).logits.float(), dim=-1)              # (B, T, V)
+        logits = self.forward(x).logits.float()
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), soft.view(-1, soft.size(-1)))
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -273,6 +287,19 @@ class Trainer:
     def postfix(train_loss, val_loss, tokens_per_s) -> str:
         val = f" val {val_loss:.3f}" if val_loss is not None else ""
         return f"loss {train_loss:.3f}{val} | {tokens_per_s:,.0f} tok/s"
+
+
+def load_teacher(run, model: GPT, device: torch.device) -> GPT:
+    """The run to distil, checked against the student: same vocabulary, context at least as long."""
+    teacher = load(run, device=device, tokenizer=False).eval().requires_grad_(False)
+    if teacher.config.vocab_size != model.config.vocab_size:
+        raise GlassError(f"the teacher {run} has a vocabulary of {teacher.config.vocab_size} ids and the data "
+                         f"{model.config.vocab_size}: distil a teacher trained with the same tokenizer")
+    if teacher.config.context_length < model.config.context_length:
+        raise GlassError(f"the teacher {run} sees {teacher.config.context_length} tokens, fewer than the student's "
+                         f"{model.config.context_length}: give the student --context-length "
+                         f"{teacher.config.context_length} or less")
+    return teacher
 
 
 def make_optimizer(model: GPT, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
