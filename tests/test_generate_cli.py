@@ -63,6 +63,24 @@ def test_generate_with_half_precision_decode_weights(monkeypatch, capsys):
     assert capsys.readouterr().out == "the " + expected.text + "\n"
 
 
+def test_generate_with_a_draft_model_gives_the_greedy_text(monkeypatch, capsys):
+    import glassgpt.model
+
+    model, draft = tiny_model(scale=4.0), tiny_model(scale=2.0, seed=1)
+    expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    calls, forward = [], draft.forward
+    monkeypatch.setattr(draft, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    monkeypatch.setattr(glassgpt.model, "load", lambda path, device="cpu", tokenizer=True: draft)
+    parser = argparse.ArgumentParser()
+    importlib.import_module("glassgpt.cli.generate").register(parser.add_subparsers())
+    args = parser.parse_args(["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15", "--temperature", "0",
+                              "--draft", "DRAFT", "--draft-tokens", "3"])
+    monkeypatch.setattr("glassgpt.cli.generate.load_with_tokenizer", lambda args: model)
+    assert args.func(args) == 0
+    assert capsys.readouterr().out == "the " + expected.text + "\n"
+    assert calls                                                    # the draft proposed the tokens
+
+
 def test_generate_samples_with_logprobs_and_an_empty_prompt(monkeypatch, capsys):
     model = tiny_model(scale=4.0)
     run_command("generate", ["generate", "RUN", "--num-samples", "2", "--max-new-tokens", "5", "--seed", "1",

@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--stop", nargs="+", action="extend", metavar="STR", help="stop when this text appears")
     p.add_argument("--logprobs", type=int, metavar="N",
                    help="after each sample, a table of every token's probability and N alternatives")
+    p.add_argument("--draft", metavar="RUN", help="speculative decoding with this small model (same tokenizer) "
+                   "proposing tokens; the output distribution stays the run's own")
+    p.add_argument("--draft-tokens", type=int, default=4, metavar="K", help="tokens the draft proposes at a time")
     add_model_arguments(p)
     p.set_defaults(func=run)
 
@@ -78,6 +81,10 @@ def run(args) -> int:
     prompt = start_prompt(args.prompt, model.tokenizer)
     options = dict(sampling_options(args), max_new_tokens=args.max_new_tokens, stop=args.stop,
                    logprobs=args.logprobs)
+    if args.draft:
+        from ..model import load
+
+        options.update(draft=load(args.draft, device=model.device, tokenizer=False), draft_tokens=args.draft_tokens)
     out = sys.stdout
     if args.num_samples == 1:
         out.write(args.prompt)
