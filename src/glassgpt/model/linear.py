@@ -72,14 +72,14 @@ class Linear(nn.Linear):
             if out is None:
                 out = (self.weight @ flat.t()).t()                                # (out, in) @ (in, rows)
                 out = out if self.bias is None else out + self.bias
-            return out.view(*x.shape[:-1], -1)
+            return out.reshape(*x.shape[:-1], -1)
         if self.decode_dtype is not None:                                         # half the bytes read
             weight, bias = self._copy("half")
             return F.linear(flat.to(weight.dtype), weight, bias).to(x.dtype).view(*x.shape[:-1], -1)
         out = self._one_row(flat)
         if self.bias is not None:
             out = out + self.bias
-        return out.view(*x.shape[:-1], -1)
+        return out.reshape(*x.shape[:-1], -1)
 
     def _one_row(self, x: torch.Tensor) -> torch.Tensor:
         """(1, in) -> (1, out) without the bias, in the fastest of the layouts above (CPU BLAS)."""
