@@ -24,12 +24,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from glassgpt.errors import GlassError
 from glassgpt.generate import generate_batch
 from glassgpt.model import GPT, GPTConfig, load
 from glassgpt.train import TrainConfig, prepare, train
 from glassgpt.train.corpora import cache_dir
+from glassgpt.train.data import fixed_batches, open_tokens
+from glassgpt.train.prepare import META, TOKENIZER, TRAIN, VAL, read_meta
 
 VOCAB_SIZE = 1024                                                    # for tokenizer="bpe"
 CONTEXT = 256
@@ -57,9 +60,10 @@ def prepared_data(tokenizer: str = "char") -> tuple[Path, str]:
     raise GlassError("no built-in corpus could be prepared")
 
 
-def trained(data_dir: Path, name: str, arch: dict, seconds: float, teacher: Path | None = None) -> tuple[GPT, float]:
+def trained(data_dir: Path, name: str, arch: dict, seconds: float,
+            teacher: Path | None = None) -> tuple[GPT, float, Path]:
     """Train (or reuse) one model for `seconds` (distilled from `teacher` if given); trains into a
-    scratch directory, then renames. Returns the model and its validation loss."""
+    scratch directory, then renames. Returns the model, its validation loss and its run directory."""
     arch = dict(arch)
     preset = arch.pop("preset")
     tag = "-".join(f"{k}{v}" for k, v in arch.items())
@@ -76,32 +80,24 @@ def trained(data_dir: Path, name: str, arch: dict, seconds: float, teacher: Path
         scratch.rename(run_dir)
     last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
     print(f"   {name}: {run_dir.name}, {last['step']} steps, validation loss {last['val_loss']:.3f}")
-    model = load(run_dir)
-    model.run_dir = run_dir
-    return model, last["val_loss"]
+    return load(run_dir), last["val_loss"], run_dir
 
 
 def evaluate_on(model: GPT, data_dir: Path, batches: int = 10) -> float:
     """The model's validation loss on data_dir's validation tokens (fixed batches of 8)."""
-    import torch
-
-    from glassgpt.train.data import fixed_batches, open_tokens
-
-    meta = json.loads((data_dir / "meta.json").read_text())
-    tokens = open_tokens(data_dir / "val.bin", meta["dtype"])
+    tokens = open_tokens(data_dir / VAL, read_meta(data_dir)["dtype"])
     with torch.no_grad():
         losses = [model(x, y).loss for x, y in fixed_batches(tokens, batches, 8, CONTEXT, model.device, seed=0)]
     return torch.stack(losses).mean().item()
 
 
-def self_written(target: GPT, data_dir: Path, n: int = 512, prompt_tokens: int = 32) -> Path:
+def self_written(target: GPT, target_dir: Path, data_dir: Path, n: int = 512, prompt_tokens: int = 32) -> Path:
     """The target's own continuations of n random training-text prompts (half greedy, half
     sampled at T=1) up to its context, tokenized like data_dir; reused if present."""
-    out = data_dir.parent / f"{data_dir.name}--written-by-{target.run_dir.name}-{n}"
-    if (out / "meta.json").is_file():
+    out = data_dir.parent / f"{data_dir.name}--written-by-{target_dir.name}-{n}"
+    if (out / META).is_file():
         return out
-    meta = json.loads((data_dir / "meta.json").read_text())
-    tokens = np.memmap(data_dir / "train.bin", dtype=meta["dtype"], mode="r")
+    tokens = open_tokens(data_dir / TRAIN, read_meta(data_dir)["dtype"])
     starts = np.random.default_rng(0).integers(0, len(tokens) - prompt_tokens, n)
     prompts = [tokens[s:s + prompt_tokens].tolist() for s in starts]
     texts = data_dir.parent / (out.name + ".texts")
@@ -113,7 +109,7 @@ def self_written(target: GPT, data_dir: Path, n: int = 512, prompt_tokens: int =
         for j, g in enumerate(generate_batch(target, batch, max_new_tokens=CONTEXT - prompt_tokens,
                                              temperature=0.0 if i < n // 2 else 1.0, seed=i)):
             (texts / f"{i + j:05d}.txt").write_text(target.tokenizer.decode(batch[j] + g.ids), encoding="utf-8")
-    prepare([texts], out, tokenizer=data_dir / "tokenizer.json", progress=False)
+    prepare([texts], out, tokenizer=data_dir / TOKENIZER, progress=False)
     shutil.rmtree(texts)
     return out
 
@@ -123,13 +119,13 @@ def trained_pair(target_seconds: float = 1200, draft_seconds: float = 120,
     """(target, draft, corpus name): the target trained on the tokenized corpus, the draft
     distilled from the target on the target's own text (or, distil=False, trained on the corpus)."""
     data_dir, corpus = prepared_data(tokenizer)
-    target, target_loss = trained(data_dir, "target", TARGET, target_seconds)
+    target, target_loss, target_dir = trained(data_dir, "target", TARGET, target_seconds)
     if distil:
-        draft, _ = trained(self_written(target, data_dir), "draft", DRAFT, draft_seconds, target.run_dir)
+        draft, _, _ = trained(self_written(target, target_dir, data_dir), "draft", DRAFT, draft_seconds, target_dir)
         draft_loss = evaluate_on(draft, data_dir)
         print(f"   draft: validation loss {draft_loss:.3f} on the corpus")
     else:
-        draft, draft_loss = trained(data_dir, "draft", DRAFT, draft_seconds)
+        draft, draft_loss, _ = trained(data_dir, "draft", DRAFT, draft_seconds)
     if target_loss >= draft_loss:
         print(f"   WARNING: the target (validation loss {target_loss:.3f}) is no better than its draft "
               f"({draft_loss:.3f}): the speedups below say little; train the target longer (--target-seconds)")

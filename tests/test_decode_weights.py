@@ -149,3 +149,20 @@ def test_several_rows_without_gradients_equal_the_plain_linear(rows):
     with torch.no_grad():
         torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))    # with gradients: nn.Linear
+
+
+def test_a_model_nobody_trains_keeps_its_copies_while_another_trains():
+    """A distillation teacher runs without gradients beside a training student: the student's
+    optimizer steps must not make the teacher rebuild its copies every step."""
+    from glassgpt.model.linear import Linear
+
+    torch.manual_seed(0)
+    teacher, student = Linear(24, 48), Linear(24, 48)
+    optimizer = torch.optim.AdamW(student.parameters(), fused=True)
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        teacher(x)
+    before = teacher._copy("packed")[0]
+    student(x).sum().backward()
+    optimizer.step()
+    assert teacher._copy("packed")[0] is before

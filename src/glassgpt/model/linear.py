@@ -28,8 +28,8 @@ speed, not the arithmetic. Without gradients, on a CPU:
 Training (and any product that needs gradients) uses nn.Linear's own forward. The
 copies cost memory (each kind about the size of the weights it copies) and are made on
 first use. A copy is remade whenever the weight may have changed: an in-place update
-bumps the weight's version counter, and any optimizer step counts too (a fused
-optimizer updates weights without that bump). Each kind is kept on its own, so
+bumps the weight's version counter, and an optimizer step on the weight counts too (a
+fused optimizer updates weights without that bump). Each kind is kept on its own, so
 alternating one row and several rows (speculative decoding) never rebuilds them.
 """
 from __future__ import annotations
@@ -45,16 +45,17 @@ DECODE_ROWS = 8           # without oneDNN, up to this many rows take the (W @ x
 SPLIT_BYTES = 4 << 20     # one-row products with bigger weights are split across CPU threads
 DECODE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 _ONEDNN = torch.backends.mkldnn.is_available()   # cleared if this build's oneDNN can't take a linear layer
-_STEPS = [0]                                      # optimizer steps taken anywhere in this process
 
 
-def _count_step(optimizer, args, kwargs) -> None:
-    _STEPS[0] += 1
+def _mark_stepped(optimizer, args, kwargs) -> None:
+    """After any optimizer step, count a step on each parameter it holds: fused optimizers
+    (AdamW(fused=True)) update weights without bumping their version counter."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p._optimizer_steps = getattr(p, "_optimizer_steps", 0) + 1
 
 
-# Fused optimizers (AdamW(fused=True)) update weights without bumping their version
-# counter, so every optimizer step also invalidates the copies.
-register_optimizer_step_post_hook(_count_step)
+register_optimizer_step_post_hook(_mark_stepped)
 
 
 class Linear(nn.Linear):
@@ -118,8 +119,7 @@ class Linear(nn.Linear):
         w, b = self.weight, self.bias
         threads = torch.get_num_threads() if kind == "split" else None
         decode_dtype = self.decode_dtype if kind == "half" else None
-        key = (w.data_ptr(), w._version, _STEPS[0], w.device, w.dtype, decode_dtype, threads,
-               None if b is None else (b.data_ptr(), b._version))
+        key = (_state(w), w.device, w.dtype, decode_dtype, threads, None if b is None else _state(b))
         copies = self.__dict__.setdefault("_decode_copies", {})                   # kind -> (key, copy)
         if copies.get(kind, (None,))[0] != key:
             if kind == "packed":
@@ -140,6 +140,11 @@ class Linear(nn.Linear):
                 copy = (w.detach().to(self.decode_dtype), None if b is None else b.detach().to(self.decode_dtype))
             copies[kind] = (key, copy)
         return copies[kind][1]
+
+
+def _state(t: torch.Tensor) -> tuple:
+    """Changes whenever t's values may have: new storage, an in-place update, an optimizer step."""
+    return t.data_ptr(), t._version, getattr(t, "_optimizer_steps", 0)
 
 
 def parse_decode_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
