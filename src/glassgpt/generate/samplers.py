@@ -21,6 +21,7 @@ sees: the prompt and what was generated so far.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 
 import torch
@@ -76,24 +77,26 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     the rest of the chain together. Exact and cheaper: put tokens in buckets by how far
     below the best token they are (1/256 nat wide), find the bucket where the running
     mass crosses p, and sort only that bucket's few tokens. The last token kept gives
-    the row's floor."""
+    the row's floor. Masses are exp(logit - best), p x their sum: no softmax needed."""
     if p >= 1.0:
         return logits
-    probs = torch.softmax(logits.float(), dim=-1)                              # (B, V)
-    depth = torch.add(logits.amax(dim=-1, keepdim=True) * BUCKETS_PER_NAT, logits,      # (B, V): in 1/256 nat,
-                      alpha=-BUCKETS_PER_NAT)                                  # log p_best - log p
-    bucket = depth.clamp_(max=N_BUCKETS - 1).to(torch.int64)                   # (B, V): 0 = most likely
-    mass = torch.zeros(probs.shape[0], N_BUCKETS, device=probs.device).scatter_add_(-1, bucket, probs)
-    above = mass.cumsum(dim=-1) - mass                  # mass of all more likely buckets (B, N_BUCKETS)
-    cut = (above < p).sum(dim=-1, keepdim=True) - 1     # the bucket where the mass crosses p (B, 1)
+    best = logits.amax(dim=-1, keepdim=True)                                   # (B, 1)
+    weight = torch.sub(logits, best).exp_()                                    # (B, V): probability x sum
+    bucket = (torch.sub(best, logits).mul_(BUCKETS_PER_NAT)                    # (B, V): 0 = most likely
+              .clamp_(max=N_BUCKETS - 1).to(torch.int64))
+    mass = weight.new_zeros(logits.shape[0], N_BUCKETS).scatter_add_(-1, bucket, weight)
+    running = mass.cumsum(dim=-1)
+    above = running - mass                              # mass of all more likely buckets (B, N_BUCKETS)
+    needed = running[:, -1:] * p                        # p x the total mass (B, 1)
+    cut = (above < needed).sum(dim=-1) - 1              # the bucket where the mass crosses p (B,)
     floors = []
-    for row in range(logits.shape[0]):                  # sort the crossing bucket's few tokens only
-        cols = (bucket[row] == cut[row]).nonzero()[:, 0]
-        p_cut, order = probs[row, cols].sort(descending=True)
-        before = above[row, cut[row]] + p_cut.cumsum(0) - p_cut                   # mass ahead of each
-        last = int((before < p).sum()) - 1                                        # >= 0: the first is kept
-        floors.append(logits[row, cols[order[last]]])
-    return drop_below(logits, torch.stack(floors)[:, None])                       # (B, 1): the last kept
+    for row, c in enumerate(cut.tolist()):              # sort the crossing bucket's few tokens only
+        cols = (bucket[row] == c).nonzero()[:, 0]
+        w, order = weight[row, cols].sort(descending=True)
+        before = above[row, c] + w.cumsum(0) - w                                  # mass ahead of each
+        last = int((before < needed[row]).sum()) - 1                              # >= 0: the first is kept
+        floors.append(float(logits[row, cols[order[last]]]))
+    return drop_below(logits, floors)
 
 
 def min_p(logits: torch.Tensor, m: float) -> torch.Tensor:
@@ -102,17 +105,30 @@ def min_p(logits: torch.Tensor, m: float) -> torch.Tensor:
     return drop_below(logits, logits.amax(dim=-1, keepdim=True) + math.log(m)) if m > 0 else logits
 
 
-def drop_below(logits: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
-    """Every logit below its row's floor (B, 1) becomes -inf; the others stay as they are.
+def drop_below(logits: torch.Tensor, floor: torch.Tensor | list[float] | float) -> torch.Tensor:
+    """Every logit below its row's floor (a number, one per row, or (B, 1)) becomes -inf;
+    the others stay as they are.
 
     The same as logits.masked_fill(logits < floor, -inf), but one vectorised pass per row
     (F.threshold keeps what is above the next float below the floor): on a CPU the
     boolean-mask kernel of masked_fill is several times slower over 50k entries."""
-    floors = torch.as_tensor(floor, dtype=logits.dtype).expand(logits.shape[0], 1)
-    below = torch.nextafter(floors, torch.full_like(floors, NEG_INF)).flatten().tolist()
+    floors = floor.flatten().tolist() if isinstance(floor, torch.Tensor) else floor
+    floors = [floors] * logits.shape[0] if isinstance(floors, (int, float)) else floors
+    below = [float32_below(f) for f in floors]
     if len(below) == 1:
         return F.threshold(logits, below[0], NEG_INF)
     return torch.stack([F.threshold(row, b, NEG_INF) for row, b in zip(logits, below)])
+
+
+def float32_below(x: float) -> float:
+    """The largest float32 below x (x itself a float32 value; -inf and nan stay as they are):
+    torch.nextafter for one number, without making tensors."""
+    if x != x or x == NEG_INF:
+        return x
+    if x == 0:
+        return -1.401298464324817e-45                                          # the smallest negative float32
+    bits = struct.unpack("<I", struct.pack("<f", x))[0]
+    return struct.unpack("<f", struct.pack("<I", bits - 1 if x > 0 else bits + 1))[0]
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
