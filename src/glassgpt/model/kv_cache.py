@@ -18,8 +18,9 @@ class KVCache:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.max_length = max_length or config.context_length
         shape = (config.n_layer, batch_size, config.n_head, self.max_length, config.head_dim)
-        self.keys = torch.zeros(shape, device=device, dtype=dtype)     # (L, B, H, Tmax, hd)
-        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        # never read beyond `length`, so left uninitialised (zeroing a batch cache costs ms)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)     # (L, B, H, Tmax, hd)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
 
     @property
