@@ -89,10 +89,25 @@ def test_generate_samples_with_logprobs_and_an_empty_prompt(monkeypatch, capsys)
     assert out.count("--- sample") == 2 and "p model" in out
 
 
-def test_generate_bad_temperature_is_a_glass_error(monkeypatch):
+def test_generate_bad_temperature_is_a_glass_error(monkeypatch, capsys):
     with pytest.raises(GlassError, match="temperature"):
         run_command("generate", ["generate", "RUN", "--prompt", "a", "--temperature", "-1"], monkeypatch,
                     tiny_model())
+    assert capsys.readouterr().out == ""                           # the error comes before the prompt
+
+
+def test_generate_bad_draft_tokens_is_an_error_before_any_output(monkeypatch, capsys):
+    import glassgpt.model
+
+    model, draft = tiny_model(scale=4.0), tiny_model(scale=2.0, seed=1)
+    monkeypatch.setattr(glassgpt.model, "load", lambda path, device="cpu", tokenizer=True: draft)
+    monkeypatch.setattr("glassgpt.cli.generate.load_with_tokenizer", lambda args: model)
+    parser = argparse.ArgumentParser()
+    importlib.import_module("glassgpt.cli.generate").register(parser.add_subparsers())
+    args = parser.parse_args(["generate", "RUN", "--prompt", "the ", "--draft", "DRAFT", "--draft-tokens", "0"])
+    with pytest.raises(GlassError, match="draft_tokens"):
+        args.func(args)
+    assert capsys.readouterr().out == ""
 
 
 def test_play_runs_piped_commands_over_a_session(monkeypatch, capsys):

@@ -87,10 +87,11 @@ def run(args) -> int:
         options.update(draft=load(args.draft, device=model.device, tokenizer=False), draft_tokens=args.draft_tokens)
     out = sys.stdout
     if args.num_samples == 1:
+        events = stream(model, prompt, **options)           # settings checked before anything is printed
         out.write(args.prompt)
         out.flush()
         records, finish, n = [], None, 0
-        for event in stream(model, prompt, **options):
+        for event in events:
             out.write(event.text)
             out.flush()
             records.append(event.logprob)
