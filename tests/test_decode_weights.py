@@ -166,3 +166,23 @@ def test_a_model_nobody_trains_keeps_its_copies_while_another_trains():
     student(x).sum().backward()
     optimizer.step()
     assert teacher._copy("packed")[0] is before
+
+
+def copies_held(model) -> int:
+    return sum(len(m.__dict__.get("_decode_copies", {})) for m in model.modules())
+
+
+def test_weight_copies_can_be_turned_off_same_logits_no_copies_kept():
+    model, x = model_and_ids()
+    fast = cached_logits(model, x, prefill=12)
+    assert copies_held(model) > 0                                     # prompt rows and single rows made copies
+    model.set_weight_copies(False)
+    assert copies_held(model) == 0                                    # freed at once
+    plain = cached_logits(model, x, prefill=12)
+    assert copies_held(model) == 0                                    # and not made again
+    assert torch.allclose(plain, fast, atol=1e-5, rtol=1e-5)
+    model.set_decode_dtype("float16")                                 # asked-for half copies still exist
+    half = cached_logits(model, x, prefill=12)
+    assert copies_held(model) > 0 and torch.allclose(half, fast, atol=1e-2, rtol=1e-2)
+    model.set_decode_dtype(None).set_weight_copies(True)
+    assert torch.allclose(cached_logits(model, x, prefill=12), fast, atol=1e-6, rtol=1e-6)

@@ -63,6 +63,15 @@ def test_generate_with_half_precision_decode_weights(monkeypatch, capsys):
     assert capsys.readouterr().out == "the " + expected.text + "\n"
 
 
+def test_generate_without_weight_copies_gives_the_same_text(monkeypatch, capsys):
+    model = tiny_model(scale=4.0)
+    expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    run_command("generate", ["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15", "--temperature", "0",
+                             "--no-weight-copies"], monkeypatch, model)
+    assert not model.unembed.weight_copies and "_decode_copies" not in model.unembed.__dict__
+    assert capsys.readouterr().out == "the " + expected.text + "\n"
+
+
 def test_generate_with_a_draft_model_gives_the_greedy_text(monkeypatch, capsys):
     import glassgpt.model
 

@@ -34,6 +34,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--decode-weights", default="float32", choices=("float32", "float16", "bfloat16"),
                    help="read half-precision copies of the weights per new token: faster where memory "
                         "bandwidth limits decoding (a CPU), about 3 significant digits (default float32)")
+    p.add_argument("--no-weight-copies", action="store_true",
+                   help="keep no faster-laid-out copies of the weights: decoding is slower but needs no "
+                        "memory beyond the weights (the copies take about 2x the weights)")
 
 
 def add_sampling_arguments(p) -> None:
@@ -59,6 +62,7 @@ def load_with_tokenizer(args):
     from ..runtime import pick_device
 
     model = load(args.run, device=pick_device(args.device)).set_decode_dtype(args.decode_weights)
+    model.set_weight_copies(not args.no_weight_copies)
     if model.tokenizer is None:
         raise GlassError(f"{args.run} has no tokenizer.json: this command needs one to read and print text")
     return model

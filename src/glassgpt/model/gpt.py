@@ -159,6 +159,17 @@ class GPT(Probed):
                 module.decode_dtype = dtype
         return self
 
+    def set_weight_copies(self, enabled: bool) -> "GPT":
+        """Whether products without gradients may read faster-laid-out copies of the weights
+        (on by default; about 2-3x the weights' memory in all). Off: plain products at the
+        weights' own memory cost, the copies made so far freed. See model/linear.py."""
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.weight_copies = bool(enabled)
+                if not enabled:
+                    module.drop_copies()
+        return self
+
     @property
     def decode_dtype(self) -> torch.dtype | None:
         return self.unembed.decode_dtype

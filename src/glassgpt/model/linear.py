@@ -27,7 +27,8 @@ speed, not the arithmetic. Without gradients, on a CPU:
 
 Training (and any product that needs gradients) uses nn.Linear's own forward. The
 copies cost memory (each kind about the size of the weights it copies) and are made on
-first use. A copy is remade whenever the weight may have changed: an in-place update
+first use; `GPT.set_weight_copies(False)` turns them off (plain nn.Linear products, no
+memory beyond the weights; a `decode_dtype` still keeps its half-size copy). A copy is remade whenever the weight may have changed: an in-place update
 bumps the weight's version counter, and an optimizer step on the weight counts too (a
 fused optimizer updates weights without that bump). Each kind is kept on its own, so
 alternating one row and several rows (speculative decoding) never rebuilds them.
@@ -60,11 +61,14 @@ register_optimizer_step_post_hook(_mark_stepped)
 
 class Linear(nn.Linear):
     decode_dtype: torch.dtype | None = None    # set on every layer by GPT.set_decode_dtype
+    weight_copies: bool = True                 # set on every layer by GPT.set_weight_copies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return super().forward(x)
         rows = x.numel() // x.shape[-1]
+        if not self.weight_copies and (rows > 1 or self.decode_dtype is None):
+            return super().forward(x)
         flat = x.reshape(rows, x.shape[-1])                                       # (rows, in)
         if rows > 1:
             out = self._rows_onednn(flat)                                         # bias included
@@ -111,6 +115,10 @@ class Linear(nn.Linear):
         except (RuntimeError, AttributeError):                                    # no usable oneDNN: never again
             _ONEDNN = False
             return None
+
+    def drop_copies(self) -> None:
+        """Free every decoding copy (they are remade on use unless weight_copies is off)."""
+        self.__dict__.pop("_decode_copies", None)
 
     def _copy(self, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight (and bias) as decoding reads them: 'half' in decode_dtype, 'transposed' (in, out),
