@@ -66,8 +66,13 @@ def test_a_prompt_cache_belongs_to_one_model(model):
         generate(tiny_model(seed=1, tokenizer=NO_EOT), "ab", max_new_tokens=1, prompt_cache=cache)
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed-prefill", "padded-prefill"])
 @pytest.mark.parametrize("positional", ["learned", "rope", "sinusoidal"])
-def test_batched_prompts_of_different_lengths_equal_generating_each_alone(positional):
+def test_batched_prompts_of_different_lengths_equal_generating_each_alone(positional, packed, monkeypatch):
+    import glassgpt.generate.decode as decode
+
+    calls, pays = [], decode.packing_pays
+    monkeypatch.setattr(decode, "packing_pays", lambda *a: calls.append(pays(*a)) or packed)
     model = tiny_model(scale=4.0, tokenizer=NO_EOT, positional=positional)
     prompts = ["a", "the lazy dog", "quick brown", "zz top and more words"]
     batch = generate_batch(model, prompts, max_new_tokens=20, temperature=0, logprobs=2)
@@ -76,6 +81,15 @@ def test_batched_prompts_of_different_lengths_equal_generating_each_alone(positi
         assert g.ids == alone.ids and g.text == alone.text
         assert [r.logprob for r in g.logprobs] == pytest.approx([r.logprob for r in alone.logprobs], abs=1e-4)
     assert batch[0].stats.batch_size == 4 and batch[0].stats.forward_passes == 20
+    assert calls[0] is True                           # these lengths take the packed prefill by default
+
+
+def test_packing_pays_for_mixed_short_prompts_not_for_long_ones_or_equal_lengths():
+    from glassgpt.generate.decode import packing_pays
+
+    assert packing_pays([64, 40, 57, 33, 64, 48, 60, 25], d_model=768)    # the benchmark's prompts
+    assert not packing_pays([1000] * 7 + [900], d_model=768)              # attention over 7,900^2 pairs
+    assert not packing_pays([50, 50], d_model=768)                        # nothing to save
 
 
 def test_batched_generation_slides_each_row_like_generating_alone(model):

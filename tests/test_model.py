@@ -78,6 +78,33 @@ def test_padded_batch_matches_each_row_alone():
     torch.testing.assert_close(out[1, 5:], model(b).logits[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("positional", ["learned", "rope"])
+def test_packed_documents_match_each_alone_fused_and_explicit(positional):
+    model = tiny(positional=positional)
+    a, b, c = ids(batch=1, T=12, seed=3), ids(batch=1, T=7, seed=4), ids(batch=1, T=1, seed=5)
+    row = torch.cat([a, b, c], 1)                                          # (1, 20): three texts
+    documents = torch.tensor([[0] * 12 + [1] * 7 + [2]])
+    positions = torch.cat([torch.arange(12), torch.arange(7), torch.arange(1)])[None]
+    alone = torch.cat([model(x).logits[0] for x in (a, b, c)])             # (20, V)
+    torch.testing.assert_close(model(row, positions=positions, documents=documents).logits[0], alone,
+                               atol=1e-5, rtol=1e-5)
+    ends = torch.tensor([11, 18, 19])
+    picked = model(row, positions=positions, documents=documents, logits_at=ends).logits[0]   # (3, V)
+    torch.testing.assert_close(picked, alone[ends], atol=1e-5, rtol=1e-5)
+    with model.probing(read=["blocks.0.attn.pattern"]) as probes:        # the explicit path masks alike
+        explicit = model(row, positions=positions, documents=documents).logits[0]
+    torch.testing.assert_close(explicit, alone, atol=1e-5, rtol=1e-5)
+    assert probes["blocks.0.attn.pattern"][0, :, 12:, :12].abs().max() == 0   # b never looks at a
+    with pytest.raises(GlassError, match="documents"):
+        model(row[:, 19:], documents=documents[:, 19:], kv_cache=filled_cache(model, row[:, :19]))
+
+
+def filled_cache(model, prefix):
+    cache = model.new_kv_cache(1)
+    model(prefix, kv_cache=cache)
+    return cache
+
+
 def test_loss_is_cross_entropy_of_logits():
     model, x = tiny(), ids()
     out = model(x[:, :-1], targets=x[:, 1:])

@@ -58,13 +58,17 @@ class GPT(Probed):
     # -- the forward pass, in pipeline order ---------------------------------------------
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, *,
                 kv_cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                key_padding_mask: torch.Tensor | None = None, last_only: bool = False) -> GPTOutput:
+                key_padding_mask: torch.Tensor | None = None, documents: torch.Tensor | None = None,
+                last_only: bool = False, logits_at: torch.Tensor | None = None) -> GPTOutput:
         """ids (B, T) -> logits (B, T, V) and, given targets (B, T), the loss.
 
         kv_cache: keys/values of earlier positions; ids are the continuation.
         positions: (T,) or (B, T) position of each token (default: continue the cache).
         key_padding_mask: (B, past + T) bool, False where a key is padding.
+        documents: (B, T) which document each token belongs to, for several texts packed
+            into one row: a token sees only earlier tokens of its own document (no cache before).
         last_only: compute logits for the last position only (generation).
+        logits_at: (K,) compute logits for these positions only -> (B, K, V).
         """
         B, T = ids.shape
         past = kv_cache.length if kv_cache is not None else 0
@@ -77,13 +81,15 @@ class GPT(Probed):
         if self.positional_encoding is not None:
             x = x + self.probe("positional_encoding", self.positional_encoding(positions))
         x = self.dropout(x)
-        mask = attention_mask(T, past, key_padding_mask, ids.device)
+        mask = attention_mask(T, past, key_padding_mask, ids.device, documents)
         for block in self.blocks:
             x = block(x, positions, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(T)
         if last_only:
             x = x[:, -1:]
+        elif logits_at is not None:
+            x = x[:, logits_at]
         logits = self.head(x)                                                     # (B, T, V)
         return GPTOutput(logits, None if targets is None else cross_entropy(logits, targets))
 
@@ -210,12 +216,18 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def attention_mask(T: int, past: int, key_padding_mask: torch.Tensor | None, device) -> torch.Tensor | None:
+def attention_mask(T: int, past: int, key_padding_mask: torch.Tensor | None, device,
+                   documents: torch.Tensor | None = None) -> torch.Tensor | None:
     """Which keys each query may attend to: (T, S) or (B, 1, T, S) bool, or None.
 
     None means the plain causal case the fused kernel handles itself: a fresh sequence
     (is_causal), or a single new token that may see everything before it.
     """
+    if documents is not None:                                                    # packed texts: causal and
+        if past or key_padding_mask is not None:                                 # within one's own document
+            raise GlassError("documents pack several texts into one fresh row: no cache or padding with them")
+        causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        return (causal & (documents[:, :, None] == documents[:, None, :]))[:, None]   # (B, 1, T, T)
     if key_padding_mask is None and (past == 0 or T == 1):
         return None
     S = past + T

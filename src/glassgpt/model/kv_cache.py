@@ -41,6 +41,18 @@ class KVCache:
         """Called by the model once every layer has stored the same n new positions."""
         self.length += n
 
+    def store_packed(self, packed: "KVCache", lengths: list[int]) -> None:
+        """Lay out texts computed packed one after another in row 0 of `packed` (lengths[b]
+        positions each) as row b of this cache, right-aligned to the longest: left padding,
+        zeroed (attention masks it; zeros keep the masked products finite)."""
+        longest, start = max(lengths), 0
+        for b, n in enumerate(lengths):
+            for mine, theirs in ((self.keys, packed.keys), (self.values, packed.values)):
+                mine[:, b, :, :longest - n] = 0
+                mine[:, b, :, longest - n:longest] = theirs[:, 0, :, start:start + n]
+            start += n
+        self.length = longest
+
     def crop(self, length: int) -> None:
         """Forget every position from `length` on (rewind)."""
         if not 0 <= length <= self.length:
