@@ -88,14 +88,16 @@ def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     running = mass.cumsum(dim=-1)
     above = running - mass                              # mass of all more likely buckets (B, N_BUCKETS)
     needed = running[:, -1:] * p                        # p x the total mass (B, 1)
-    cut = (above < needed).sum(dim=-1) - 1              # the bucket where the mass crosses p (B,)
+    cut = (above < needed).sum(dim=-1, keepdim=True) - 1   # the bucket where the mass crosses p (B, 1)
     floors = []
-    for row, c in enumerate(cut.tolist()):              # sort the crossing bucket's few tokens only
-        cols = (bucket[row] == c).nonzero()[:, 0]
-        w, order = weight[row, cols].sort(descending=True)
-        before = above[row, c] + w.cumsum(0) - w                                  # mass ahead of each
-        last = int((before < needed[row]).sum()) - 1                              # >= 0: the first is kept
-        floors.append(float(logits[row, cols[order[last]]]))
+    for row, (c, ahead, goal) in enumerate(zip(cut.flatten().tolist(), above.gather(-1, cut).flatten().tolist(),
+                                               needed.flatten().tolist())):
+        cols = (bucket[row] == c).nonzero().flatten()      # the crossing bucket's few tokens, most likely
+        for w, logit in sorted(zip(weight[row, cols].tolist(), logits[row, cols].tolist()), reverse=True):
+            if ahead >= goal:                              # first: kept, as the mass ahead is below p
+                break
+            floor, ahead = logit, ahead + w
+        floors.append(floor)
     return drop_below(logits, floors)
 
 
