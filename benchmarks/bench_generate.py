@@ -5,6 +5,8 @@
 - batch 8 (prompts of different lengths, padded and masked) vs batch 1: tokens/s
 - prompt cache: prefill of a 512-token prompt + 8-token suffix, first call vs a second
   call with another suffix
+- a batch of 8 prompts of very different lengths (500 and 7 x 10 tokens): time to the
+  first token (ours packs them in one row, transformers pads them)
 
 and, with trained models (see benchmarks/trained_pair.py):
 
@@ -137,6 +139,22 @@ def prompt_cache_rows(name, hf, ours, repeats) -> list[tuple]:
     ]
 
 
+def skewed_batch_rows(name, hf, ours, repeats) -> list[tuple]:
+    """Time to the first new token of 8 prompts of very different lengths (one of 500 tokens,
+    seven of 10): ours computes them packed in one row, transformers left-pads all to 500."""
+    prompts = random_prompts(8, [500] + [10] * 7, seed=4)
+    first = hf_first = float("inf")
+    for _ in range(repeats):
+        with timer() as t:
+            ours_first = [g.ids for g in generate_batch(ours, prompts, max_new_tokens=1, temperature=0)]
+        with timer() as t_hf:
+            theirs = hf_generate(hf, prompts, 1, do_sample=False)[:, 500:].tolist()
+        first, hf_first = min(first, t()), min(hf_first, t_hf())
+    same = ", same tokens" if ours_first == theirs else ", TOKENS DIFFER"
+    return [(f"{name} batch 8 prefill, lengths 500 + 7 x 10 (ms{same})", 1000 * first, 1000 * hf_first,
+             ratio(first, hf_first))]
+
+
 @torch.inference_mode()
 def hf_prefix_reuse(hf, shared: list[int], suffix: list[int]) -> tuple[float, float, int]:
     """transformers: (full prefill s, prefill reusing a cached prefix s, first token)."""
@@ -235,6 +253,7 @@ def random_weight_tables(quick: bool) -> None:
         hf, ours = hf_gpt2_pair(layers, d_model, heads)
         rows += decode_rows(name, hf, ours, n, repeats)
         rows += prompt_cache_rows(name, hf, ours, repeats)
+        rows += skewed_batch_rows(name, hf, ours, min(repeats, 3))
         del hf, ours
     table(rows, ("measure", "ours", "reference", "ours/ref"))
     print("reference = transformers' generate with the same weights (prompt cache: a copied DynamicCache prefix).")
