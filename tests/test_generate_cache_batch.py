@@ -84,12 +84,17 @@ def test_batched_prompts_of_different_lengths_equal_generating_each_alone(positi
     assert calls[0] is True                           # these lengths take the packed prefill by default
 
 
-def test_packing_pays_for_mixed_short_prompts_not_for_long_ones_or_equal_lengths():
+def test_packing_pays_for_mixed_short_prompts_within_the_context_only():
     from glassgpt.generate.decode import packing_pays
+    from glassgpt.model import GPTConfig
 
-    assert packing_pays([64, 40, 57, 33, 64, 48, 60, 25], d_model=768)    # the benchmark's prompts
-    assert not packing_pays([1000] * 7 + [900], d_model=768)              # attention over 7,900^2 pairs
-    assert not packing_pays([50, 50], d_model=768)                        # nothing to save
+    gpt2 = GPTConfig.preset("gpt2")
+    assert packing_pays([64, 40, 57, 33, 64, 48, 60, 25], gpt2)           # the benchmark's prompts
+    assert packing_pays([500] + [10] * 7, gpt2)
+    assert not packing_pays([1000, 30], gpt2)                             # 1,030 tokens: no room in one row
+    assert not packing_pays([50, 50], gpt2)                               # no padding to save
+    narrow = GPTConfig.preset("gpt2", d_model=64, n_head=4)
+    assert not packing_pays([120] * 7 + [100], narrow)                    # attention over 940^2 pairs costs more
 
 
 def test_batched_generation_slides_each_row_like_generating_alone(model):
@@ -118,3 +123,10 @@ def test_generate_batch_rejects_bad_input(model):
         generate_batch(model, [])
     with pytest.raises(GlassError, match="prompt_cache"):
         generate_batch(model, ["a"], prompt_cache=PromptCache())
+
+
+def test_prompts_longer_together_than_the_context_are_padded_not_packed(model):
+    prompts = ["a" * 40, "the lazy dog " * 3, "b"]                      # 40 + 39 + 1 > context 64
+    batch = generate_batch(model, prompts, max_new_tokens=5, temperature=0)
+    for prompt, g in zip(prompts, batch):
+        assert g.ids == generate(model, prompt, max_new_tokens=5, temperature=0)[0].ids

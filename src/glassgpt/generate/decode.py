@@ -334,7 +334,7 @@ class Engine:
         self.pad = P - lengths                                                    # (B,)
         columns = torch.arange(cache_length, device=device)[None, :]              # (1, S)
         self.mask = columns >= self.pad[:, None]                                  # (B, S)
-        if packing_pays(lengths.tolist(), self.model.config.d_model):
+        if packing_pays(lengths.tolist(), self.model.config):
             return self.prefill_packed(seqs)
         ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)  # (B, P)
         positions = (columns[:, :P] - self.pad[:, None]).clamp(min=0)            # (B, P)
@@ -383,15 +383,15 @@ class Engine:
             self.prompt_cache.store(self.model, self.contexts[0][:self.cache.length], self.cache)
 
 
-def packing_pays(lengths: list[int], d_model: int) -> bool:
-    """Whether computing sequences packed in one row costs less than left-padding them all
-    to the longest. Per layer, a token's matrix products cost about 24 d^2 and attention
-    about 4 d per key it is scored against; the fused kernel scores a packed row's every
-    pair (the mask hides the other sequences but does not skip them), so packing saves the
-    padding's matrix work and pays back N^2 attention: in units of 4 d, packed
-    6 d N + N^2 against padded 6 d B P + B P^2."""
-    N, B, P = sum(lengths), len(lengths), max(lengths)
-    return 6 * d_model * N + N * N < 6 * d_model * B * P + B * P * P
+def packing_pays(lengths: list[int], config) -> bool:
+    """Whether sequences fit one row of the context together and computing them packed
+    costs less than left-padding them all to the longest. Per layer, a token's matrix
+    products cost about 24 d^2 and attention about 4 d per key it is scored against; the
+    fused kernel scores a packed row's every pair (the mask hides the other sequences but
+    does not skip them), so packing saves the padding's matrix work and pays back N^2
+    attention: in units of 4 d, packed 6 d N + N^2 against padded 6 d B P + B P^2."""
+    N, B, P, d = sum(lengths), len(lengths), max(lengths), config.d_model
+    return N <= config.context_length and 6 * d * N + N * N < 6 * d * B * P + B * P * P
 
 
 def repeat_cache(model: GPT, cache: KVCache, batch: int) -> KVCache:

@@ -167,7 +167,7 @@ class GPT(Probed):
 
     def set_weight_copies(self, enabled: bool) -> "GPT":
         """Whether products without gradients may read faster-laid-out copies of the weights
-        (on by default; about 2-3x the weights' memory in all). Off: plain products at the
+        (on by default; about twice the weights' memory in all). Off: plain products at the
         weights' own memory cost, the copies made so far freed. See model/linear.py."""
         for module in self.modules():
             if isinstance(module, Linear):

@@ -28,9 +28,10 @@ speed, not the arithmetic. Without gradients, on a CPU:
 Training (and any product that needs gradients) uses nn.Linear's own forward. The
 copies cost memory (each kind about the size of the weights it copies) and are made on
 first use; `GPT.set_weight_copies(False)` turns them off (plain nn.Linear products, no
-memory beyond the weights; a `decode_dtype` still keeps its half-size copy). A copy is remade whenever the weight may have changed: an in-place update
-bumps the weight's version counter, and an optimizer step on the weight counts too (a
-fused optimizer updates weights without that bump). Each kind is kept on its own, so
+memory beyond the weights; a `decode_dtype` still keeps its half-size copy). A copy is
+remade whenever the weight may have changed: an in-place update bumps the weight's
+version counter, and an optimizer step on the weight counts too (a fused optimizer
+updates weights without that bump). Each kind is kept on its own, so
 alternating one row and several rows (speculative decoding) never rebuilds them.
 """
 from __future__ import annotations
