@@ -38,16 +38,29 @@ CHAIN = dict(repetition_penalty=1.1, top_p=0.95, min_p=0.05, temperature=0.8)
 HF_CHAIN = dict(do_sample=True, repetition_penalty=1.1, top_p=0.95, min_p=0.05, temperature=0.8, top_k=0)
 
 
-def best_rates(runs: dict, repeats: int) -> dict:
+def best_rates(runs: dict, repeats: int, rounds: list | None = None) -> dict:
     """{name: (fn, tokens)} -> {name: best tokens/s over `repeats` runs of fn()}; the runs are
-    interleaved round by round so that a change in the machine's load hits all of them alike."""
+    interleaved round by round so that a change in the machine's load hits all of them alike.
+    rounds, if given, receives {name: seconds} of every round (for paired comparisons)."""
     best = dict.fromkeys(runs, 0.0)
     for _ in range(repeats):
+        seconds = {}
         for name, (fn, tokens) in runs.items():
             with timer() as t:
                 fn()
-            best[name] = max(best[name], tokens / t())
+            seconds[name] = t()
+            best[name] = max(best[name], tokens / seconds[name])
+        if rounds is not None:
+            rounds.append(seconds)
     return best
+
+
+def median_ratio(rounds: list[dict], slow: str, fast: str) -> float:
+    """The median over rounds of slow's time / fast's time measured back to back: steadier
+    than the ratio of two best times on a machine whose speed drifts."""
+    ratios = sorted(r[slow] / r[fast] for r in rounds)
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
 def sampler_step_ms(settings: dict, vocab_size: int, steps: int = 300) -> float:
@@ -86,6 +99,7 @@ def hf_generate(hf, prompts: list[list[int]], n: int, **kw):
 def decode_rows(name, hf, ours, n, repeats) -> list[tuple]:
     one = random_prompts(1, [64])
     eight = random_prompts(8, [64, 40, 57, 33, 64, 48, 60, 25])
+    rounds: list[dict] = []
     rates = best_rates({
         "greedy": (lambda: generate(ours, one[0], max_new_tokens=n, temperature=0), n),
         "chain": (lambda: generate(ours, one[0], max_new_tokens=n, seed=0, **CHAIN), n),
@@ -93,7 +107,7 @@ def decode_rows(name, hf, ours, n, repeats) -> list[tuple]:
         "hf_chain": (lambda: hf_generate(hf, one, n, **HF_CHAIN), n),
         "batch8": (lambda: generate_batch(ours, eight, max_new_tokens=n, temperature=0), 8 * n),
         "hf_batch8": (lambda: hf_generate(hf, eight, n, do_sample=False), 8 * n),
-    }, repeats)
+    }, repeats, rounds)
     greedy, chain, hf_greedy, hf_chain, batch8, hf_batch8 = rates.values()
     chain_ms, pick_ms = sampler_step_ms(CHAIN, 50257), sampler_step_ms(dict(temperature=0), 50257)
     same = [g.ids for g in generate_batch(ours, eight[:2], max_new_tokens=8, temperature=0)] == \
@@ -103,11 +117,17 @@ def decode_rows(name, hf, ours, n, repeats) -> list[tuple]:
         (f"{name} batch 1 full chain, top-p over 50,257 (tok/s)", chain, hf_chain, ratio(chain, hf_chain)),
         (f"{name} full chain overhead per token vs greedy", f"{100 * (greedy / chain - 1):+.1f}%",
          f"{100 * (hf_greedy / hf_chain - 1):+.1f}%", ""),
+        (f"{name} the same, median of the {len(rounds)} back-to-back rounds",
+         f"{100 * (median_ratio(rounds, 'chain', 'greedy') - 1):+.1f}%",
+         f"{100 * (median_ratio(rounds, 'hf_chain', 'hf_greedy') - 1):+.1f}%", ""),
         (f"{name} the same from the sampler step alone: ({chain_ms:.2f} - {pick_ms:.2f} ms) / greedy token time",
          f"{100 * (chain_ms - pick_ms) * greedy / 1000:+.1f}%", "", ""),
         (f"{name} batch 8, mixed lengths, greedy (tok/s{', same tokens as HF' if same else ', TOKENS DIFFER'})",
          batch8, hf_batch8, ratio(batch8, hf_batch8)),
         (f"{name} batch 8 / batch 1 throughput", f"{batch8 / greedy:.2f}x", f"{hf_batch8 / hf_greedy:.2f}x", ""),
+        (f"{name} the same, median of the {len(rounds)} rounds",
+         f"{8 * median_ratio(rounds, 'greedy', 'batch8'):.2f}x",
+         f"{8 * median_ratio(rounds, 'hf_greedy', 'hf_batch8'):.2f}x", ""),
     ]
 
 
