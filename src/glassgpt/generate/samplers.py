@@ -115,11 +115,13 @@ def drop_below(logits: torch.Tensor, floor: torch.Tensor | list[float] | float) 
     (F.threshold keeps what is above the next float below the floor): on a CPU the
     boolean-mask kernel of masked_fill is several times slower over 50k entries."""
     floors = floor.flatten().tolist() if isinstance(floor, torch.Tensor) else floor
-    floors = [floors] * logits.shape[0] if isinstance(floors, (int, float)) else floors
-    below = [float32_below(f) for f in floors]
-    if len(below) == 1:
+    below = [float32_below(f) for f in ([floors] if isinstance(floors, (int, float)) else floors)]
+    if len(set(below)) == 1:                                                   # one floor for every row
         return F.threshold(logits, below[0], NEG_INF)
-    return torch.stack([F.threshold(row, b, NEG_INF) for row, b in zip(logits, below)])
+    out = torch.empty_like(logits)
+    for row, b, kept in zip(logits, below, out):
+        torch.threshold(row, b, NEG_INF, out=kept)
+    return out
 
 
 def float32_below(x: float) -> float:
