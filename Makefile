@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/glassgpt demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)

@@ -142,7 +142,7 @@ def prompt_cache_rows(name, hf, ours, repeats) -> list[tuple]:
     for i in range(repeats):
         cache = PromptCache()
         with timer() as t1:
-            a = generate(ours, shared + suffixes[2 * i], max_new_tokens=1, temperature=0, prompt_cache=cache)[0]
+            generate(ours, shared + suffixes[2 * i], max_new_tokens=1, temperature=0, prompt_cache=cache)[0]
         with timer() as t2:
             b = generate(ours, shared + suffixes[2 * i + 1], max_new_tokens=1, temperature=0, prompt_cache=cache)[0]
         first, second = min(first, t1()), min(second, t2())
@@ -205,7 +205,7 @@ def speculative_rows(target: GPT, draft: GPT, prompts: list[list[int]], n: int, 
     that the machine's load hits both alike; best of `repeats` for each."""
     rows = []
     for temperature in (0.0, 1.0):
-        def run(k):
+        def run(k, temperature=temperature):
             out = [generate(target, p, max_new_tokens=n, temperature=temperature, seed=i,
                             **(dict(draft=draft, draft_tokens=k) if k else {}))[0] for i, p in enumerate(prompts)]
             return out
@@ -240,7 +240,8 @@ def speculative_main(quick: bool, target_seconds: float | None, draft_seconds: f
     prompts = corpus_prompts(target, corpus, n_prompts)
     header(f"speculative decoding: {target.config.n_layer}x{target.config.d_model} target "
            f"({target_seconds:g} s of training) and {draft.config.n_layer}x{draft.config.d_model} draft "
-           f"({draft_seconds:g} s{', distilled from the target' if distil else ''}), {corpus}, {tokenizer} tokenizer of {target.config.vocab_size} ids, fp32; {n} new tokens from "
+           f"({draft_seconds:g} s{', distilled from the target' if distil else ''}), {corpus}, "
+           f"{tokenizer} tokenizer of {target.config.vocab_size} ids, fp32; {n} new tokens from "
            f"{len(prompts)} corpus prompts of 32 tokens, interleaved, best of {repeats}; "
            f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f}")
     table(speculative_rows(target, draft, prompts, n, repeats), ("measure", "ours", "plain", "speedup"))

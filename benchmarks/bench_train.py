@@ -100,7 +100,7 @@ def interleaved_speed(steps: dict, data: Path, meta: dict, batch: int, context: 
                       rounds: int) -> dict[str, float]:
     """Best tokens/s of each contender over alternating rounds (a busy machine hurts both alike)."""
     best = {name: 0.0 for name in steps}
-    for name, step in steps.items():                                   # warm-up: allocations, kernels
+    for step in steps.values():                                        # warm-up: allocations, kernels
         tokens_per_second(step, RandomBatches(open_tokens(data / "train.bin", meta["dtype"]), batch, context,
                                               CPU, seed=1), 2)
     for r in range(rounds):

@@ -3,7 +3,6 @@ plain forward passes and hand-edited weights."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest

@@ -47,7 +47,7 @@ def tok(request):
 # tiktoken's own spelling of the patterns (tiktoken_ext/openai_public.py: r50k, cl100k).
 TIKTOKEN_PATTERNS = {
     PATTERNS["gpt2"]: r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
-    PATTERNS["gpt4"]: r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    PATTERNS["gpt4"]: r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",  # noqa: E501
 }
 
 
@@ -204,7 +204,8 @@ def test_same_ids_as_tiktoken(tok, enc, text):
 
 
 @settings(max_examples=150, deadline=None)
-@given(text=st.lists(st.sampled_from(SAMPLES[1:] + ["  ", "\n", "'s", "ll", "123"]) | any_text, max_size=6).map("".join))
+@given(text=st.lists(st.sampled_from(SAMPLES[1:] + ["  ", "\n", "'s", "ll", "123"]) | any_text,
+                     max_size=6).map("".join))
 def test_same_ids_as_tiktoken_on_any_text(tok, enc, text):
     assert tok.encode(text) == enc.encode_ordinary(text)
 

@@ -36,7 +36,8 @@ def test_directories_are_read_recursively_txt_and_md_only(tmp_path):
     (tmp_path / "a" / "b" / "two.md").write_text("second")
     (tmp_path / "a" / "b" / "skip.py").write_text("not text")
     (tmp_path / "three.txt").write_text("third")
-    assert load_corpus([tmp_path / "a", tmp_path / "three.txt"]) == ["second", "first", "third"]   # sorted paths: a/b/two.md < a/one.txt
+    assert load_corpus([tmp_path / "a", tmp_path / "three.txt"]) == ["second", "first", "third"]
+    # sorted paths: a/b/two.md < a/one.txt
 
 
 @pytest.mark.parametrize("make, message", [

@@ -54,7 +54,7 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
         say(f"\n--- temperature {t} ---\n{prompt}{text}")
     say(f"\n[4/5] the next token after {prompt!r}: the same logits at three temperatures")
     say(next_token_table(model, prompt))
-    say(f"\n[5/5] inspecting a line: each token coloured by how surprised the model was")
+    say("\n[5/5] inspecting a line: each token coloured by how surprised the model was")
     say(trace_report(model.trace(INSPECT[name], top_k=3), k=3, color=use_color()))
     say(f"\nrun saved in {out_dir}/ (model, tokenizer, log.jsonl, loss.png); try:\n"
         f"  glassgpt generate {out_dir} --prompt {prompt.strip()!r} --temperature 0.8\n"

@@ -139,7 +139,8 @@ class SpeculativeDecoder:
                 token = int(draw_from(probs, self.request.generator))
                 q.append(probs[0])
             drafted.append(token)
-            self.counts_at.append(self.counts_at[-1].index_add(1, torch.tensor([token], device=counts.device), torch.ones(1, 1, device=counts.device))
+            self.counts_at.append(self.counts_at[-1].index_add(
+                1, torch.tensor([token], device=counts.device), torch.ones(1, 1, device=counts.device))
                                   if counts is not None else None)
             new = [token]
         return drafted, (torch.stack(q) if q else torch.empty(0, self.draft.config.vocab_size))

@@ -94,7 +94,8 @@ class Linear(nn.Linear):
         wide, threads = self.out_features > self.in_features, torch.get_num_threads()
         large = self.weight.numel() * self.weight.element_size() >= SPLIT_BYTES
         if threads > 1 and large:
-            slices = self._copy("split")[0]        # wide: (threads, in, out/threads); narrow: (threads, out/threads, in)
+            # wide: (threads, in, out/threads); narrow: (threads, out/threads, in)
+            slices = self._copy("split")[0]
             if wide:
                 out = torch.bmm(x.expand(threads, 1, -1), slices)                  # (threads, 1, slice)
             else:

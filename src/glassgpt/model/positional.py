@@ -68,4 +68,5 @@ class Rotary(nn.Module):
 
 def make_positional(config: GPTConfig) -> nn.Module | None:
     """The module that makes the vectors added to token embeddings (None for rope/none)."""
-    return {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions}.get(config.positional, lambda c: None)(config)
+    kinds = {"learned": LearnedPositions, "sinusoidal": SinusoidalPositions}
+    return kinds[config.positional](config) if config.positional in kinds else None

@@ -208,7 +208,8 @@ class Tokenizer:
         return self.special_tokens.get(EOT)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} kind={self.kind} vocab_size={self.vocab_size} specials={list(self.special_tokens)}>"
+        return (f"<{type(self).__name__} kind={self.kind} vocab_size={self.vocab_size} "
+                f"specials={list(self.special_tokens)}>")
 
 
 def utf8(text: str) -> bytes:

@@ -177,9 +177,9 @@ class Trainer:
                 if self.step % config.log_interval == 0:
                     seconds = time.perf_counter() - window_start
                     train_loss = window_loss.item() / window_steps
-                    self.log(train_loss=train_loss, lr=self.optimizer.param_groups[0]["lr"],
-                             tokens_per_s=self.tokens_per_step * window_steps / seconds)
-                    bar.set_postfix_str(self.postfix(train_loss, val_loss, self.tokens_per_step * window_steps / seconds))
+                    speed = self.tokens_per_step * window_steps / seconds
+                    self.log(train_loss=train_loss, lr=self.optimizer.param_groups[0]["lr"], tokens_per_s=speed)
+                    bar.set_postfix_str(self.postfix(train_loss, val_loss, speed))
                     window_loss.zero_()
                     window_steps, window_start = 0, time.perf_counter()
                 if self.step % config.eval_interval == 0:
