@@ -22,6 +22,9 @@ COMMANDS = [
     "play",
     "inspect",
     "ablate",
+    "patch",
+    "attribute",
+    "heads",
     "experiment",
 ]
 
