@@ -28,6 +28,7 @@ import torch
 from ..errors import GlassError
 from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, token_counts
+from .fast import fast_decode
 from .outputs import Generation, GenerationStats, TokenEvent
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, draw_from
@@ -56,7 +57,7 @@ class SpeculativeDecoder:
 
     def run(self) -> Iterator[tuple[int, TokenEvent]]:
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), fast_decode(self.target), fast_decode(self.draft):
             for b, row in enumerate(self.rows):
                 for event in self.run_row(row):
                     self.finish_stats(start)
