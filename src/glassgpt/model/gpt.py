@@ -105,12 +105,14 @@ class GPT(Probed):
     def probe_names(self) -> list[str]:
         """Every probe point, in the order a forward pass meets them."""
         names = ["embed"] + (["positional_encoding"] if self.positional_encoding is not None else [])
+        attn = ["attn." + p for p in ("q", "k", "v", "scores", "pattern", "z", "out")]
+        ff = ["ff." + p for p in ("pre", "post", "out")]
+        if self.config.norm == "pre":                   # each sublayer reads the normalised stream
+            block = ["resid_pre", "attn_norm", *attn, "resid_mid", "ff_norm", *ff, "resid_post"]
+        else:                                           # post-LN: normalise each sum
+            block = ["resid_pre", *attn, "attn_norm", "resid_mid", *ff, "ff_norm", "resid_post"]
         for i in range(self.config.n_layer):
-            b = f"blocks.{i}."
-            names += [b + "resid_pre", b + "attn_norm"]
-            names += [b + "attn." + p for p in ("q", "k", "v", "scores", "pattern", "z", "out")]
-            names += [b + "resid_mid", b + "ff_norm"] + [b + "ff." + p for p in ("pre", "post", "out")]
-            names += [b + "resid_post"]
+            names += [f"blocks.{i}.{point}" for point in block]
         return names + ["final_norm", "logits"]
 
     @contextlib.contextmanager
