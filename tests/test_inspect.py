@@ -13,9 +13,10 @@ from torch import nn
 from helpers import ALPHABET, probe_model
 from glassgpt.errors import GlassError
 from glassgpt.inspect import trace
-from glassgpt.inspect.ablation import (Ablation, ablation_study, ablations, find_data_dir, fixed_batches,
+from glassgpt.inspect.ablation import (Ablation, ablation_study, ablations, find_data_dir,
                                        load_validation, measure, pruned)
 from glassgpt.inspect.attribution import occlusion
+from glassgpt.train.data import fixed_batches
 from glassgpt.inspect.lens import lens_logits, logit_lens
 
 TEXT = "the cat sat on the mat. the dog sat on the log."
@@ -157,7 +158,7 @@ def test_occlusion_bad_position(model):
 @pytest.fixture(scope="module")
 def batches():
     tokens = np.random.default_rng(0).integers(0, len(ALPHABET), 4000).astype(np.uint16)
-    return fixed_batches(tokens, 3, 2, 32, seed=1)
+    return fixed_batches(tokens, 3, 2, 32, torch.device("cpu"), seed=1)
 
 
 def full_forward_losses(model, batches, edits):
@@ -261,6 +262,6 @@ def test_validation_data(tmp_path):
         find_data_dir(run)
     (run / "train_config.json").write_text(json.dumps({"data_dir": str(data)}))
     assert find_data_dir(run) == data
-    a, b = fixed_batches(tokens, 2, 3, 10, seed=0), fixed_batches(tokens, 2, 3, 10, seed=0)
+    a, b = (fixed_batches(tokens, 2, 3, 10, torch.device("cpu"), seed=0) for _ in range(2))
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
     assert torch.equal(a[0][1], a[0][0] + 1)                        # targets are the next tokens

@@ -11,6 +11,7 @@ import sys
 
 from ..errors import GlassError
 from ..generate.samplers import SamplingParams
+from .escapes import unescape
 from .generate import (PLAY_SETTINGS, add_model_arguments, add_sampling_arguments, fast_decoding,
                        load_with_tokenizer, sampling_params)
 
@@ -104,7 +105,7 @@ class PlayLoop:
         elif line.startswith("/"):
             raise GlassError(f"unknown command {command}: type /help")
         else:
-            s.append(line.replace("\\n", "\n"))
+            s.append(unescape(line))
             self.say(f"[{len(s)} tokens]")
         return None
 

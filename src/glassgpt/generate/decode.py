@@ -18,7 +18,6 @@ so each new token sees between context/2 and context tokens.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -26,6 +25,7 @@ import torch
 
 from ..errors import GlassError
 from ..model import GPT, KVCache
+from ..model.inputs import crop_to_context, to_ids
 from .fast import fast_decode
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
@@ -108,7 +108,9 @@ class Request:
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if params.stop and tokenizer is None:
             raise GlassError("stop sequences are matched on text: give the model a tokenizer (tokenizer=...)")
-        ids = [encode_prompt(p, tokenizer, model.config) for p in prompts]
+        config = model.config
+        ids = [crop_to_context(to_ids(p, tokenizer, config.vocab_size), config.context_length, stacklevel=4)[0]
+               for p in prompts]
         generator = torch.Generator(device=model.device)
         if params.seed is None:
             generator.seed()
@@ -129,38 +131,6 @@ class Request:
     @property
     def logprobs(self) -> int | None:
         return self.params.logprobs
-
-
-def encode_prompt(prompt, tokenizer, config) -> list[int]:
-    """Text or ids -> ids checked against the vocabulary, cropped from the left to the context."""
-    ids = encode_ids(prompt, tokenizer, config.vocab_size)
-    if len(ids) > config.context_length:
-        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context length "
-                      f"{config.context_length}: keeping the last {config.context_length}", stacklevel=4)
-        ids = ids[-config.context_length:]
-    return ids
-
-
-def encode_ids(prompt, tokenizer, vocab_size: int) -> list[int]:
-    """Text (encoded with special tokens allowed) or ids -> a non-empty list of ids < vocab_size."""
-    if isinstance(prompt, str):
-        if tokenizer is None:
-            raise GlassError("the prompt is text but there is no tokenizer: pass tokenizer=... or token ids")
-        ids = tokenizer.encode(prompt, allowed_special="all")
-    elif isinstance(prompt, torch.Tensor):
-        ids = prompt.reshape(-1).tolist()
-    else:
-        try:
-            ids = [int(i) for i in prompt]
-        except (TypeError, ValueError):
-            raise GlassError(f"the prompt must be text or a list of token ids, got {type(prompt).__name__}") from None
-    if not ids:
-        raise GlassError("the prompt is empty: give at least one token (e.g. '<|endoftext|>')")
-    bad = [i for i in ids if not 0 <= i < vocab_size]
-    if bad:
-        raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{vocab_size - 1}): "
-                         f"was the prompt encoded with this model's tokenizer?")
-    return ids
 
 
 # -- one row of the batch: its tokens, text and logprobs --------------------------------------

@@ -20,7 +20,8 @@ import torch
 
 from ..errors import GlassError
 from ..model import GPT
-from .decode import encode_ids, generate
+from ..model.inputs import to_ids
+from .decode import generate
 from .outputs import Generation
 from .prompt_cache import PromptCache
 from .samplers import SamplingParams
@@ -116,4 +117,4 @@ class Session:
     def _encode(self, text_or_ids) -> list[int]:
         if len(text_or_ids) == 0:
             return []
-        return encode_ids(text_or_ids, self.tokenizer, self.model.config.vocab_size)
+        return to_ids(text_or_ids, self.tokenizer, self.model.config.vocab_size)
