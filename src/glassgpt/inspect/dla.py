@@ -29,8 +29,10 @@ import torch
 
 from ..errors import GlassError
 from .patching import one_token
+from ..jsonsafe import json_safe
+from ..model.inputs import crop_to_context, to_ids
 from .render import text_table, visible
-from .trace import evaluating, fit_context, json_safe, to_ids, token_text
+from .trace import evaluating, token_text
 
 
 @dataclass
@@ -68,7 +70,7 @@ class LogitAttribution:
 
     def bars(self, path=None, top: int = 30):
         """A bar chart of the largest contributions (saved as PNG when `path` is given)."""
-        from .figures import bar_figure, save_png
+        from .heatmaps import bar_figure, save_png
         ranked = self.ranked()[:top]
         fig = bar_figure([n for n, _ in ranked], [v for _, v in ranked],
                          title=f"direct logit attribution: {self.target} at position {self.position}",
@@ -79,7 +81,7 @@ class LogitAttribution:
 
     def heatmap(self, path=None):
         """Each head's contribution, layer x head (saved as PNG when `path` is given)."""
-        from .figures import heatmap_figure, save_png
+        from .heatmaps import heatmap_figure, save_png
         L, H = self.heads.shape
         fig = heatmap_figure(self.heads, [str(l) for l in range(L)], [str(h) for h in range(H)],
                              title=f"heads' direct contribution to {self.target}", xlabel="head", ylabel="layer",
@@ -116,7 +118,7 @@ def direct_logit_attribution(model, text_or_ids, position: int = -1, token: str 
         raise GlassError("direct logit attribution needs a pre-LN model with a final norm: this model is post-LN, "
                          "so every block re-normalises the stream and the logits are not a sum of its pieces")
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    ids, _ = fit_context(to_ids(text_or_ids, tokenizer), cfg.context_length)
+    ids, _ = crop_to_context(to_ids(text_or_ids, tokenizer, cfg.vocab_size), cfg.context_length)
     T = len(ids)
     if not -T <= position < T:
         raise GlassError(f"position {position} is out of range: the text has {T} tokens (give 0 .. {T - 1}, "

@@ -22,7 +22,8 @@ import torch
 
 from ..errors import GlassError
 from .render import text_table
-from .trace import evaluating, json_safe
+from ..jsonsafe import json_safe
+from .trace import evaluating
 
 ROLES = ("previous_token", "duplicate_token", "induction")
 
@@ -40,7 +41,7 @@ class HeadRoles:
 
     def heatmap(self, path=None):
         """The three scores as layer x head heatmaps side by side (saved as PNG when `path` is given)."""
-        from .figures import heatmap_figure, save_png
+        from .heatmaps import heatmap_figure, save_png
         L, H = self.scores["induction"].shape
         fig = heatmap_figure(torch.stack([self.scores[r] for r in ROLES]), [str(l) for l in range(L)],
                              [str(h) for h in range(H)], title=[r.replace("_", " ") for r in ROLES],

@@ -33,8 +33,10 @@ from tqdm.auto import tqdm
 
 from ..errors import GlassError
 from .ablation import blocks_from
+from ..jsonsafe import json_safe
+from ..model.inputs import to_ids
 from .render import text_table, visible
-from .trace import evaluating, json_safe, to_ids, token_text
+from .trace import evaluating, token_text
 
 OVER = {                                 # what can be patched -> (probe in block L, grid axes)
     "resid_pre": ("resid_pre", ("layer", "position")),
@@ -209,7 +211,7 @@ class PatchResult:
 
     def heatmap(self, path=None):
         """A matplotlib Figure of the grid (saved as PNG when `path` is given)."""
-        from .figures import heatmap_figure, save_png
+        from .heatmaps import heatmap_figure, save_png
         grid, rows, columns = self._grid2d()
         what = "normalised metric (0 = corrupt, 1 = clean)" if self.normalised else f"raw {self.metric}"
         fig = heatmap_figure(grid, rows, columns, title=f"patching {self.over}: {self.metric}",
@@ -323,7 +325,7 @@ def patch(model, clean, corrupt, metric, over: str = "resid_pre", *, tokenizer=N
     if over not in OVER:
         raise GlassError(f"unknown over={over!r}: choose one of {', '.join(OVER)}")
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    clean_ids, corrupt_ids = to_ids(clean, tokenizer), to_ids(corrupt, tokenizer)
+    clean_ids, corrupt_ids = (to_ids(x, tokenizer, model.config.vocab_size) for x in (clean, corrupt))
     if len(clean_ids) != len(corrupt_ids):
         raise GlassError(f"clean and corrupt must have the same number of tokens: clean has {len(clean_ids)}, "
                          f"corrupt has {len(corrupt_ids)} (change words that are one token each)")
@@ -378,7 +380,7 @@ def patch_all_positions(model, clean, corrupt, metric, layer: int, over: str = "
     if over not in ("resid_pre", "attn_out", "ff_out"):
         raise GlassError(f"patch_all_positions takes resid_pre, attn_out or ff_out, got {over!r}")
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    clean_ids, corrupt_ids = to_ids(clean, tokenizer), to_ids(corrupt, tokenizer)
+    clean_ids, corrupt_ids = (to_ids(x, tokenizer, model.config.vocab_size) for x in (clean, corrupt))
     if len(clean_ids) != len(corrupt_ids):
         raise GlassError(f"clean and corrupt must have the same number of tokens: clean has {len(clean_ids)}, "
                          f"corrupt has {len(corrupt_ids)}")
