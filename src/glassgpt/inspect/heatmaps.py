@@ -18,10 +18,11 @@ MAX_LABELS = 64            # beyond this many rows/columns, tick labels would ov
 
 def heatmap_figure(values, rows: Sequence[str], columns: Sequence[str], *, title: str = "",
                    xlabel: str = "", ylabel: str = "", colorbar: str = "", diverging: bool = True,
-                   annotate: bool | None = None, panels: int = 1) -> Figure:
+                   annotate: bool | None = None, panels: int = 1, shared_scale: bool = True) -> Figure:
     """One heatmap (values: (R, K) array-like), or `panels` side by side when values is
     (panels, R, K) with titles given as a list. Diverging colours centre on 0 (patching:
-    blue = pushes towards clean, red = away); sequential ones start at 0."""
+    blue = pushes towards clean, red = away); sequential ones start at 0. Panels share one
+    colour scale unless shared_scale=False."""
     import numpy as np
 
     data = np.asarray(values, dtype=float)
@@ -34,7 +35,7 @@ def heatmap_figure(values, rows: Sequence[str], columns: Sequence[str], *, title
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for ax, grid, name in zip(axes, stack, titles):
-        finite = grid[np.isfinite(grid)]
+        finite = (stack if shared_scale else grid)[np.isfinite(stack if shared_scale else grid)]
         top = float(np.abs(finite).max()) if finite.size else 1.0
         top = top if top > 0 else 1.0
         if diverging:
