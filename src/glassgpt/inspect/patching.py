@@ -289,6 +289,35 @@ def patched_scores(model, runs: PatchRuns, layer: int, point: str, masks: torch.
     return torch.cat(out)
 
 
+class OneCellEach:
+    """The masks of a grid's patched runs, one cell each, made a batch at a time (a full
+    layer x head x position set would be (H*T)^2 booleans):
+
+        resid_pre / attn_out / ff_out   row p: position p                    (R, T)
+        head                            row h: head h at every position      (R, H, T)
+        head_position                   row h*T + p: head h at position p    (R, H, T)
+    """
+
+    def __init__(self, over: str, T: int, H: int):
+        self.over, self.T, self.H = over, T, H
+        self.count = H if over == "head" else H * T if over == "head_position" else T
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        first, stop, _ = rows.indices(self.count)
+        n, T, H = max(0, stop - first), self.T, self.H
+        index = torch.arange(n)
+        if self.over == "head":
+            mask = torch.zeros(n, H, T, dtype=torch.bool)
+            mask[index, first + index] = True
+            return mask
+        mask = torch.zeros(n, self.count, dtype=torch.bool)
+        mask[index, first + index] = True
+        return mask.view(n, H, T) if self.over == "head_position" else mask
+
+
 def _logits(model, x: torch.Tensor, metric: Metric, head: bool = False) -> torch.Tensor:
     """Logits where the metric reads them: (B, V) at its position, or (B, T, V) for all."""
     if metric.position is not None:
@@ -338,12 +367,7 @@ def patch(model, clean, corrupt, metric, over: str = "resid_pre", *, tokenizer=N
                          f"(give 0 .. {T - 1}, or negative from the end)")
     point, axes = OVER[over]
     L, H = cfg.n_layer, cfg.n_head
-    if over in ("resid_pre", "attn_out", "ff_out"):
-        masks = torch.eye(T, dtype=torch.bool)                                   # row p: position p
-    elif over == "head":
-        masks = torch.eye(H, dtype=torch.bool)[:, :, None].expand(H, H, T)       # row h: head h, all positions
-    else:
-        masks = torch.eye(H * T, dtype=torch.bool).reshape(H * T, H, T)         # row h*T+p: head h at p
+    masks = OneCellEach(over, T, H)
     read = [f"blocks.{l}.{point}" for l in range(L)]
     with torch.no_grad(), evaluating(model):
         runs = prepare_runs(model, clean_ids, corrupt_ids, metric, read)
