@@ -208,3 +208,12 @@ def test_answer_of_several_tokens_says_how_it_tokenises():
         patch(model, "abc", "abd", logit_diff(" ab", "a"))
     r = patch(model, "abc", "abd", logit_diff("a", "b"), over="head")
     assert r.values.shape == (2, 4) and r.labels["head"] == ["0", "1", "2", "3"]
+
+
+def test_layer_head_position_grid_draws_and_tabulates(ours, tmp_path):
+    r = patch(ours, CLEAN, CORRUPT, logit_diff(A, B), over="head_position")
+    assert r.values.shape == (L, H, len(CLEAN)) and r.axes == ("layer", "head", "position")
+    assert r.table().splitlines()[1].startswith("layer.head") and len(r.table().splitlines()) == 3 + L * H
+    fig = r.heatmap(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG" and len(fig.axes) == 2   # the grid and its colour bar
+    assert r.to_dict()["values"][0][0] == r.values[0, 0].tolist()
