@@ -257,12 +257,13 @@ def prepare_runs(model, clean_ids: list[int], corrupt_ids: list[int], metric: Me
                      float(metric.score(clean_logits)[0]), float(metric.score(corrupt_logits)[0]))
 
 
-def patched_scores(model, runs: PatchRuns, layer: int, point: str, masks: torch.Tensor, metric: Metric,
+def patched_scores(model, runs: PatchRuns, layer: int, point: str, masks, metric: Metric,
                    batch_size: int | None = None, bar=None) -> torch.Tensor:
     """The metric of len(masks) patched runs: run r is the corrupted run with the elements of
     probe blocks.{layer}.{point} where masks[r] is True taken from the clean run.
 
-    masks: (R, T) for residual-shaped probes (B, T, C), (R, H, T) for attn.z (B, H, T, hd).
+    masks: a bool tensor, or anything whose slices are one (OneCellEach): (R, T) for
+    residual-shaped probes (B, T, C), (R, H, T) for attn.z (B, H, T, hd).
     """
     name = f"blocks.{layer}.{point}"
     clean = runs.clean_cache[name]                                           # (1, T, C) or (1, H, T, hd)
