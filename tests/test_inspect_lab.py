@@ -186,6 +186,16 @@ def test_head_roles_against_brute_force_on_transformer_lens(ours, tl):
     assert "induction" in roles.table() and roles.to_dict()["induction"]
 
 
+def test_head_roles_draw_from_the_given_tokens(ours):
+    ids = repeated_random_tokens(V, 6, 4, seed=1, tokens=range(10, 20))
+    assert ids.shape == (4, 12) and set(ids.flatten().tolist()) <= set(range(10, 20))
+    assert all(len(set(row[:6].tolist())) == 6 and row[:6].tolist() == row[6:].tolist() for row in ids)
+    roles = head_roles(ours, batch=2, tokens=[3, 4, 5])
+    assert roles.settings["length"] == 3 and roles.settings["drawn_from"] == [3, 4, 5]
+    with pytest.raises(GlassError, match="needs at least that many to draw from"):
+        head_roles(ours, length=4, tokens=[3, 4, 5])
+
+
 def test_bad_input(ours):
     with pytest.raises(GlassError, match="clean has 10, corrupt has 9"):
         patch(ours, CLEAN, CORRUPT[:-1], logit_diff(A, B))

@@ -68,6 +68,11 @@ def test_heads_writes_table_heatmap_and_json(run, capsys):
     data = json.loads((out / "heads.json").read_text())
     assert data["settings"]["length"] == 8 and len(data["induction"]) == 2
     assert (out / "heads.png").read_bytes()[:4] == b"\x89PNG"
+    code, stdout, err = cli(capsys, "heads", run / "run", "--alphabet", "cat", "--batch", "2", "-o", out)
+    assert code == 0, err
+    assert "3 tokens drawn from 3 tokens of the alphabet" in stdout
+    drawn = json.loads((out / "heads.json").read_text())["settings"]["drawn_from"]
+    assert drawn == sorted(Tokenizer.chars(CORPUS).encode("cat"))
 
 
 @pytest.mark.parametrize("args, message", [

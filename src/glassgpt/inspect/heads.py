@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -58,14 +59,20 @@ class HeadRoles:
         return json.dumps(self.to_dict())
 
 
-def repeated_random_tokens(vocab_size: int, length: int, batch: int, seed: int = 0) -> torch.Tensor:
-    """(batch, 2 * length) ids: `length` distinct random tokens, then the same again."""
-    if length > vocab_size:
-        raise GlassError(f"a sequence of {length} distinct tokens needs a vocabulary that large "
-                         f"(this one has {vocab_size}): pass a shorter length")
+def repeated_random_tokens(vocab_size: int, length: int, batch: int, seed: int = 0,
+                           tokens: Sequence[int] | None = None) -> torch.Tensor:
+    """(batch, 2 * length) ids: `length` distinct random tokens, then the same again. They are
+    drawn from `tokens` when given (e.g. only letters, or no special tokens), else from the
+    whole vocabulary."""
+    pool = torch.arange(vocab_size) if tokens is None else torch.tensor(sorted(set(int(t) for t in tokens)))
+    if len(pool) and not 0 <= int(pool.min()) <= int(pool.max()) < vocab_size:
+        raise GlassError(f"the tokens to draw from must be ids in 0 .. {vocab_size - 1}")
+    if length > len(pool):
+        raise GlassError(f"a sequence of {length} distinct tokens needs at least that many to draw from "
+                         f"(there are {len(pool)}): pass a shorter length")
     g = torch.Generator().manual_seed(seed)
-    first = torch.stack([torch.randperm(vocab_size, generator=g)[:length] for _ in range(batch)])   # (B, n)
-    return torch.cat([first, first], dim=1)                                                   # (B, 2n)
+    first = torch.stack([pool[torch.randperm(len(pool), generator=g)[:length]] for _ in range(batch)])  # (B, n)
+    return torch.cat([first, first], dim=1)                                                        # (B, 2n)
 
 
 def role_masks(ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -92,20 +99,23 @@ def role_scores(pattern: torch.Tensor, ids: torch.Tensor) -> dict[str, torch.Ten
     return out
 
 
-def head_roles(model, *, length: int | None = None, batch: int = 8, seed: int = 0) -> HeadRoles:
+def head_roles(model, *, length: int | None = None, batch: int = 8, seed: int = 0,
+               tokens: Sequence[int] | None = None) -> HeadRoles:
     """Previous-token, duplicate-token and induction scores of every head, on `batch`
     repeated random sequences of `length` tokens each (default: as long as the context
-    allows, at most 50)."""
+    allows, at most 50), drawn from `tokens` (default: the whole vocabulary)."""
     cfg = model.config
-    length = length if length is not None else min(50, cfg.context_length // 2, cfg.vocab_size)
+    pool = cfg.vocab_size if tokens is None else len(set(tokens))
+    length = length if length is not None else min(50, cfg.context_length // 2, pool)
     if length < 2 or 2 * length > cfg.context_length:
         raise GlassError(f"length must be 2 .. {cfg.context_length // 2} (twice it must fit the context "
                          f"of {cfg.context_length}), got {length}")
     if batch < 1:
         raise GlassError(f"batch must be at least 1, got {batch}")
-    ids = repeated_random_tokens(cfg.vocab_size, length, batch, seed)
+    ids = repeated_random_tokens(cfg.vocab_size, length, batch, seed, tokens)
     with torch.no_grad(), evaluating(model), model.probing(read="blocks.*.attn.pattern") as probes:
         model(ids.to(model.device))
     pattern = torch.stack([probes[f"blocks.{l}.attn.pattern"] for l in range(cfg.n_layer)]).float().cpu()
     return HeadRoles(role_scores(pattern, ids),
-                     {"length": length, "batch": batch, "seed": seed, "tokens": "repeated random"})
+                     {"length": length, "batch": batch, "seed": seed,
+                      "drawn_from": "vocabulary" if tokens is None else sorted(set(int(t) for t in tokens))})
