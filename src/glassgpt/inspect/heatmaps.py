@@ -79,5 +79,5 @@ def bar_figure(names: Sequence[str], values: Sequence[float], *, title: str = ""
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
