@@ -44,6 +44,10 @@ def hooked_transformer(hf):
     return model.eval()
 
 
+def span(grid: torch.Tensor) -> str:
+    return f"{float(grid.min()):.4f} .. {float(grid.max()):.4f}"
+
+
 def timed(fn, repeats: int):
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -71,7 +75,7 @@ def main(argv=None) -> None:
     clean = torch.randint(VOCAB, (TOKENS,), generator=g)
     corrupt = clean.clone()
     corrupt[[5, 20, 40]] = torch.randint(VOCAB, (3,), generator=g)
-    answer, wrong = int(clean[21]), int(corrupt[21])
+    answer, wrong = int(clean[20]), int(corrupt[20])                  # a token the prompts differ in
     metric = logit_diff(answer, wrong)
 
     def tl_metric(logits):
@@ -95,6 +99,7 @@ def main(argv=None) -> None:
         error = float((mine.raw - grid).abs().max())
         rows.append((f"{over} grid ({cells} cells), s", t_ours, t_tl, ratio(t_tl, t_ours)))
         rows.append((f"{over}: max |ours - TL| over the grid", f"{error:.1e}", "", ""))
+        rows.append((f"{over}: metric range over the grid", span(mine.raw), span(grid), ""))
     table(rows, columns=("measure", "glassgpt", "TransformerLens", "speed-up"))
     print(f"   metric logit({answer}) - logit({wrong}) at the last position: clean {mine.clean_metric:.4f}, "
           f"corrupted {mine.corrupt_metric:.4f}")
