@@ -38,6 +38,31 @@ def register_icl(sub, add_completer_args) -> None:
     t.add_argument("-o", "--out", required=True, help="run directory for the trained model")
     t.set_defaults(func=run_train)
 
+    r = isub.add_parser("run", help="accuracy against k and example length, gold and random labels")
+    add_completer_args(r)
+    r.add_argument("--ginc", help="the mixture's ginc.json or its run/data directory (default: the RUN's)")
+    r.add_argument("--ks", nargs="+", type=int, help="numbers of examples (default 0 1 2 4 8 16 32)")
+    r.add_argument("--lengths", nargs="+", type=int, help="symbols per example (default 3 5 8)")
+    r.add_argument("--labels", nargs="+", choices=("gold", "random"), help="default: both")
+    r.add_argument("--prompts", type=int, default=50, help="test examples per seed and length")
+    r.add_argument("--seeds", type=int, default=3, help="seeds (the error bars)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("-o", "--out", required=True, help="report directory (re-running resumes it)")
+    r.set_defaults(func=run_icl)
+
+    p = isub.add_parser("patterns", help="complete repetition, alternation, counting and bracket patterns, "
+                                         "plain and remapped to random symbols")
+    add_completer_args(p)
+    p.add_argument("--tasks", nargs="+", help="default: repetition alternation counting brackets")
+    p.add_argument("--variants", nargs="+", choices=("plain", "remapped"), help="default: both")
+    p.add_argument("--instances", type=int, default=20, help="per task, variant and seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alphabet", help="symbols to remap to (default: the model's letters and digits)")
+    p.add_argument("--separator", default="", help="between symbols (e.g. ' ' for a BPE model)")
+    p.add_argument("-o", "--out", required=True, help="report directory (re-running resumes it)")
+    p.set_defaults(func=run_patterns)
+
 
 def add_ginc_args(p) -> None:
     from ..experiments.icl import GincSettings
@@ -73,4 +98,40 @@ def run_train(args) -> int:
     train_ginc_model(args.out, ginc_settings(args), size, minutes=args.minutes, max_iters=args.max_iters,
                      batch_size=args.batch_size, lr=args.lr, seed=args.train_seed)
     print(f"model: {args.out}")
+    return 0
+
+
+def run_icl(args) -> int:
+    from ..experiments.icl.runner import IclSettings, run_icl
+    from ..experiments.icl.train import read_ginc
+    from .experiment import kept_on_error, make_completer
+
+    if not args.ginc and not args.run:
+        raise GlassError("with --endpoint, give --ginc PATH: the ginc.json of the mixture to test on")
+    ginc = read_ginc(args.ginc or args.run)
+    settings = IclSettings(prompts=args.prompts, seeds=args.seeds, seed=args.seed)
+    for name in ("ks", "lengths", "labels"):
+        if getattr(args, name):
+            setattr(settings, name, getattr(args, name))
+    completer = make_completer(args)
+    with kept_on_error(args.out):
+        run_icl(completer, ginc, args.out, settings)
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def run_patterns(args) -> int:
+    from ..experiments.icl.patterns import PatternSettings, run_patterns
+    from .experiment import kept_on_error, make_completer
+
+    settings = PatternSettings(instances=args.instances, seeds=args.seeds, seed=args.seed, alphabet=args.alphabet,
+                               separator=args.separator)
+    for name in ("tasks", "variants"):
+        if getattr(args, name):
+            setattr(settings, name, getattr(args, name))
+    settings.validate()
+    completer = make_completer(args)
+    with kept_on_error(args.out):
+        run_patterns(completer, args.out, settings)
+    print(f"report: {args.out}/report.md")
     return 0

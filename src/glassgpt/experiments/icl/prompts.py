@@ -71,41 +71,67 @@ def check_fits(ks, lengths, context_length: int | None) -> None:
                              f"model's context is {context_length}: the largest k that fits is {fit} (--ks ... {fit})")
 
 
-def make_prompt(ginc: Ginc, k: int, length: int, rng: np.random.Generator, labels: str = "gold",
-                concept: int | None = None) -> Prompt:
+def check_prompt_args(k: int, length: int, labels: str = "gold") -> None:
     if labels not in LABELS:
         raise GlassError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
     if k < 0:
         raise GlassError(f"k must be >= 0, got {k}")
     if length < 2:
         raise GlassError(f"an example needs at least 2 symbols (an input and a label), got length {length}")
+
+
+def make_prompt(ginc: Ginc, k: int, length: int, rng: np.random.Generator, labels: str = "gold",
+                concept: int | None = None) -> Prompt:
+    """One prompt of k examples of `length` symbols from one concept (drawn uniformly if None)."""
+    return nested_prompts(ginc, [k], length, rng, labels, concept)[0]
+
+
+def nested_prompts(ginc: Ginc, ks, length: int, rng: np.random.Generator, labels: str = "gold",
+                   concept: int | None = None) -> list[Prompt]:
+    """Prompts for several k sharing one concept and one test example, the smaller prompts'
+    examples being the first ones of the larger (paired: differences across k are the examples'
+    doing, not another draw's). Random labels are drawn after the examples, so the gold and
+    random versions of a seed show the same inputs."""
+    for k in ks:
+        check_prompt_args(k, length, labels)
     if concept is None:
         concept = int(rng.integers(ginc.settings.concepts))
-    ids = ginc.emit(*ginc.sample_states(concept, k + 1, length, rng, delimiter=False))   # (k + 1, length)
-    gold = [int(y) for y in ids[:k, -1]]
-    shown = gold if labels == "gold" else [int(y) for y in rng.choice(ginc.label_space, size=k)]
-    return Prompt(concept=concept, k=k, length=length, labels=labels,
-                  inputs=[[int(i) for i in x] for x in ids[:k, :-1]], shown_labels=shown, gold_labels=gold,
-                  query=[int(i) for i in ids[k, :-1]], answer=int(ids[k, -1]))
+    n = max(ks)
+    ids = ginc.emit(*ginc.sample_states(concept, n + 1, length, rng, delimiter=False))   # (n + 1, length)
+    gold = [int(y) for y in ids[:n, -1]]
+    shown = gold if labels == "gold" else [int(y) for y in rng.choice(ginc.label_space, size=n)]
+    inputs = [[int(i) for i in x] for x in ids[:n, :-1]]
+    query, answer = [int(i) for i in ids[n, :-1]], int(ids[n, -1])
+    return [Prompt(concept=concept, k=k, length=length, labels=labels, inputs=inputs[:k], shown_labels=shown[:k],
+                   gold_labels=gold[:k], query=query, answer=answer) for k in ks]
 
 
-def concept_posterior(ginc: Ginc, prompt: Prompt) -> np.ndarray:
+def example_log_likelihoods(ginc: Ginc, prompt: Prompt) -> np.ndarray:
+    """(k, C): log p(example i | concept c): input and label when gold, the input only when random."""
+    out = np.zeros((prompt.k, ginc.settings.concepts))
+    for i, (x, y) in enumerate(zip(prompt.inputs, prompt.shown_labels)):
+        for c in range(ginc.settings.concepts):
+            out[i, c] = ginc.log_likelihood(c, x + [y] if prompt.labels == "gold" else x)
+    return out
+
+
+def concept_posterior(ginc: Ginc, prompt: Prompt, example_ll: np.ndarray | None = None) -> np.ndarray:
     """p(concept | prompt) under a uniform prior: from the examples (inputs and labels when
-    gold, inputs only when random) and the test input."""
-    log_p = np.zeros(ginc.settings.concepts)
-    for c in range(ginc.settings.concepts):
-        for x, y in zip(prompt.inputs, prompt.shown_labels):
-            log_p[c] += ginc.log_likelihood(c, x + [y] if prompt.labels == "gold" else x)
-        log_p[c] += ginc.log_likelihood(c, prompt.query)
+    gold, inputs only when random) and the test input. example_ll: example_log_likelihoods
+    of a prompt whose first k examples are this one's (nested prompts share them)."""
+    if example_ll is None:
+        example_ll = example_log_likelihoods(ginc, prompt)
+    log_p = example_ll[:prompt.k].sum(axis=0)
+    log_p = log_p + np.array([ginc.log_likelihood(c, prompt.query) for c in range(ginc.settings.concepts)])
     log_p -= log_p.max()
     p = np.exp(log_p)
     return p / p.sum()
 
 
-def reference_answers(ginc: Ginc, prompt: Prompt) -> dict:
+def reference_answers(ginc: Ginc, prompt: Prompt, example_ll: np.ndarray | None = None) -> dict:
     """The two exact references' predictions, and their probability of the right answer."""
     per_concept = np.stack([ginc.next_symbol(c, prompt.query) for c in range(ginc.settings.concepts)])  # (C, V)
-    posterior = concept_posterior(ginc, prompt)
+    posterior = concept_posterior(ginc, prompt, example_ll)
     mixed = posterior @ per_concept
     known = per_concept[prompt.concept]
     return {"concept_known": int(np.argmax(known)), "concept_known_p": float(known[prompt.answer]),
