@@ -145,9 +145,10 @@ def render_markdown(results: dict) -> str:
     ks, lengths = s["ks"], s["lengths"]
     lines = [f"# In-context learning as inference: {results['completer']}", "",
              f"GINC-style mixture: {g['concepts']} concepts (HMMs), {g['entities']} entities x {g['properties']} "
-             f"properties (property 0 = the delimiter `/`), {g['vocab']} symbols of which {len(results['label_space'])} "
-             f"are shown by some state (the label space; chance = {results['chance']:.3f}); permutation sharpness "
-             f"{g['sharpness']:g}, entity stay {g['entity_stay']:g}, mixture seed {g['seed']}.", "",
+             f"properties (property 0 = the delimiter `/`), {g['vocab']} symbols of which "
+             f"{len(results['label_space'])} are shown by some state (the label space; chance = "
+             f"{results['chance']:.3f}); permutation sharpness {g['sharpness']:g}, entity stay "
+             f"{g['entity_stay']:g}, mixture seed {g['seed']}.", "",
              f"Each prompt: k examples of one concept, `x1 y1/x2 y2/.../x_test`, the model's top next symbol "
              f"scored against y_test. {s['prompts']} test examples per seed and length, {s['seeds']} seeds; the "
              f"examples are nested across k and the inputs shared between gold and random labels. Every answer is "
@@ -173,8 +174,8 @@ def render_markdown(results: dict) -> str:
         for length in lengths:
             for k in (min(ks), max(ks)):
                 c = cell(results, labels, length, k) or {}
-                rows.append([labels, length, k] + [_mean(c.get(m)) for m in
-                                                   ("accuracy", "p_answer", "bayes", "concept_known", "posterior_true")])
+                measures = ("accuracy", "p_answer", "bayes", "concept_known", "posterior_true")
+                rows.append([labels, length, k] + [_mean(c.get(m)) for m in measures])
     lines += [md_table(["labels", "length", "k", "model acc", "model p(answer)", "Bayes acc", "concept-known acc",
                         "Bayes p(true concept)"], rows), "", "## Trends", ""]
     lines += trend_lines(results)
@@ -193,7 +194,8 @@ def render_markdown(results: dict) -> str:
     else:
         lines += ["Head-role scores (induction, previous-token heads): not connected yet "
                   "(`glassgpt.experiments.icl.report.head_role_scores` is the hook).", ""]
-    lines += [f"## The prompt of the attention picture (k = {results.get('example_k')})", "", "```", results.get("example_prompt", ""), "```"]
+    lines += [f"## The prompt of the attention picture (k = {results.get('example_k')})", "",
+              "```", results.get("example_prompt", ""), "```"]
     return "\n".join(lines) + "\n"
 
 
