@@ -172,31 +172,32 @@ class Ginc:
         return "".join(t + DOCUMENT_SEPARATOR for _, t in self.documents(progress=progress))
 
     # -- exact inference (the Bayes-optimal in-context learner) ---------------------------------
-    def example_chain(self, concept: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The joint chain of a prompt example over states s = e * P + p (delimiter states unused):
-        start (S,), transition (S, S), symbol of each state (S,)."""
-        p_start, p_trans = self.property_chain(concept, delimiter=False)
+    def chain(self, concept: int, delimiter: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The joint chain over states s = e * P + p: start (S,), transition (S, S), the symbol
+        each state shows (S,; -1 = the delimiter). delimiter=False: a prompt example's chain."""
+        p_start, p_trans = self.property_chain(concept, delimiter)
         start = np.outer(self.entity_start, p_start).ravel()                        # (E*P,)
         transition = np.kron(self.entity_transition, p_trans)                       # (E*P, E*P)
         return start, transition, self.memory.ravel()
 
     def log_likelihood(self, concept: int, ids) -> float:
         """log p(symbols | concept) for one prompt example (forward algorithm, scaled)."""
-        return self.forward(concept, ids)[0]
+        return float(self.step_log_probs(concept, ids)[0].sum())
 
     def next_symbol(self, concept: int, ids) -> np.ndarray:
         """p(next symbol | the example so far, concept): (vocab,)."""
-        _, alpha = self.forward(concept, ids)
-        _, transition, symbol = self.example_chain(concept)
+        _, alpha = self.step_log_probs(concept, ids)
+        _, transition, symbol = self.chain(concept)
         state_probs = alpha @ transition
         out = np.zeros(self.settings.vocab)
         np.add.at(out, symbol[symbol >= 0], state_probs[symbol >= 0])
         return out / out.sum()
 
-    def forward(self, concept: int, ids) -> tuple[float, np.ndarray]:
-        """(log p(ids | concept), p(state at the last symbol | ids, concept))."""
-        start, transition, symbol = self.example_chain(concept)
-        log_p = 0.0
+    def step_log_probs(self, concept: int, ids, delimiter: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Forward algorithm: log p(ids[t] | ids[:t], concept) for every t, and p(state at the last
+        symbol | ids, concept). ids: symbol ids, -1 for the delimiter."""
+        start, transition, symbol = self.chain(concept, delimiter)
+        out = np.full(len(ids), -np.inf)
         alpha = start
         for t, i in enumerate(ids):
             if t:
@@ -204,10 +205,26 @@ class Ginc:
             alpha = alpha * (symbol == i)
             total = alpha.sum()
             if total <= 0:
-                return -np.inf, np.full_like(alpha, 1.0 / len(alpha))
-            log_p += np.log(total)
+                return out, np.full_like(alpha, 1.0 / len(alpha))
+            out[t] = np.log(total)
             alpha = alpha / total
-        return float(log_p), alpha
+        return out, alpha
+
+    def document_loss(self, documents: list[tuple[int, str]]) -> dict:
+        """Mean -log p(symbol | document so far) in nats over pretraining documents, for the exact
+        mixture (which must infer the concept as it reads) and with the concept known: the floor
+        a model's validation loss can approach (its loss also counts the document separators)."""
+        mixture, known, n = 0.0, 0.0, 0
+        for concept, text in documents:
+            ids = [-1 if ch == DELIMITER else self.symbols.index(ch) for ch in text]
+            steps = np.stack([self.step_log_probs(c, ids, delimiter=True)[0]
+                              for c in range(self.settings.concepts)])                 # (C, T)
+            before = np.concatenate([np.zeros((len(steps), 1)), np.cumsum(steps, axis=1)[:, :-1]], axis=1)
+            weights = before - np.logaddexp.reduce(before, axis=0)                     # log p(c | ids[:t])
+            mixture -= np.logaddexp.reduce(weights + steps, axis=0).sum()
+            known -= steps[concept].sum()
+            n += len(ids)
+        return {"mixture": mixture / n, "concept_known": known / n, "symbols": n}
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

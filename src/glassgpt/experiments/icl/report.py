@@ -29,6 +29,8 @@ def render_icl_report(report: ReportDir, results: dict, completer, ginc: Ginc) -
                "lengths": plot_lengths(results, report.figure_path("accuracy_by_length.png"))}
     model = getattr(completer, "model", None) if completer is not None else None
     results["head_roles"] = None
+    if model is not None:
+        results["pretraining_fit"] = pretraining_fit(model, ginc)
     if model is not None and results.get("example_prompt"):
         figures["attention"] = attention_picture(model, results["example_prompt"], report)
         results["head_roles"] = head_role_scores(model, [results["example_prompt"]])
@@ -128,6 +130,28 @@ def plot_lengths(results: dict, path) -> str:
     return path.name
 
 
+def pretraining_fit(model, ginc: Ginc, documents: int = 16, seed: int = 12345) -> dict:
+    """The model's loss on fresh documents of the mixture (each as long as the context allows),
+    beside the exact mixture's and the concept-known loss on the same documents (nats/symbol)."""
+    import torch
+
+    from ...inspect.trace import evaluating
+    from .ginc import DOCUMENT_SEPARATOR
+
+    docs = ginc.documents(n=documents, length=model.config.context_length - 1, seed=seed)
+    total, n = 0.0, 0
+    with torch.no_grad(), evaluating(model):
+        for _, text in docs:
+            ids = model.tokenizer.encode(DOCUMENT_SEPARATOR + text)
+            x = torch.tensor([ids[:-1]], device=model.device)
+            y = torch.tensor([ids[1:]], device=model.device)
+            total += model(x, y).loss.item() * len(ids[1:])
+            n += len(ids) - 1
+    exact = ginc.document_loss(docs)
+    return {"model": total / n, "mixture": exact["mixture"], "concept_known": exact["concept_known"],
+            "documents": documents, "symbols": n}
+
+
 def attention_picture(model, text: str, report: ReportDir) -> str | None:
     """Every layer and head's attention on one few-shot prompt (glassgpt.inspect's plots)."""
     from ...inspect.plots import attention_grid
@@ -179,6 +203,11 @@ def render_markdown(results: dict) -> str:
     lines += [md_table(["labels", "length", "k", "model acc", "model p(answer)", "Bayes acc", "concept-known acc",
                         "Bayes p(true concept)"], rows), "", "## Trends", ""]
     lines += trend_lines(results)
+    fit = results.get("pretraining_fit")
+    if fit:
+        lines += ["", f"Loss on {fit['documents']} fresh pretraining documents ({fit['symbols']} symbols): model "
+                  f"{fit['model']:.3f} nats/symbol; the exact mixture (inferring the concept as it reads) "
+                  f"{fit['mixture']:.3f}; with the concept known {fit['concept_known']:.3f}."]
     lines += ["", "## Inside the model", ""]
     figs = results.get("figures", {})
     if "attention" in figs:
