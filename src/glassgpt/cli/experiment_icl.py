@@ -102,7 +102,8 @@ def run_train(args) -> int:
 
 
 def run_icl(args) -> int:
-    from ..experiments.icl.runner import IclSettings, run_icl
+    from ..experiments.icl.prompts import check_fits
+    from ..experiments.icl.runner import IclSettings, context_length, run_icl
     from ..experiments.icl.train import read_ginc
     from .experiment import kept_on_error, make_completer
 
@@ -114,6 +115,8 @@ def run_icl(args) -> int:
         if getattr(args, name):
             setattr(settings, name, getattr(args, name))
     completer = make_completer(args)
+    settings.validate()
+    check_fits(settings.ks, settings.lengths, context_length(completer))   # before any file is written
     with kept_on_error(args.out):
         run_icl(completer, ginc, args.out, settings)
     print(f"report: {args.out}/report.md")

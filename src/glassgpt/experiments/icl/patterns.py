@@ -126,13 +126,12 @@ def encodable(completer, symbols) -> bool:
 
 
 def default_alphabet(completer) -> str:
-    """The model's own single visible characters (minus the canonical punctuation), else letters+digits."""
+    """The model's own single visible characters, or letters and digits for an endpoint."""
     tokenizer = getattr(completer, "tokenizer", None)
     if tokenizer is None or not hasattr(tokenizer, "id_to_str"):
         return DEFAULT_ALPHABET
     chars = {tokenizer.id_to_str(i) for i in range(tokenizer.vocab_size)}
-    visible = "".join(sorted(c for c in chars if len(c) == 1 and c.isalnum()))
-    return visible if len(visible) >= 6 else DEFAULT_ALPHABET
+    return "".join(sorted(c for c in chars if len(c) == 1 and c.isprintable() and not c.isspace()))
 
 
 def make_instances(settings: PatternSettings, alphabet: str) -> list[tuple[int, str, int, Instance]]:
