@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -187,7 +186,3 @@ def spread(values: list[float]) -> dict | None:
 def cell(results: dict, labels: str, length: int, k: int) -> dict | None:
     return next((c for c in results["cells"] if c["labels"] == labels and c["length"] == length and c["k"] == k),
                 None)
-
-
-def out_path(report: ReportDir, name: str) -> Path:
-    return report.figure_path(name)
