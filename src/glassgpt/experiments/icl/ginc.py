@@ -114,6 +114,7 @@ class Ginc:
             self.memory[e, 1:] = rng.choice(s.vocab, size=s.properties - 1, replace=False)
         # the symbols some state shows: the label space of random labels, and what chance means
         self.label_space = np.unique(self.memory[self.memory >= 0])
+        self._chains: dict = {}
 
     # -- the hidden chain -----------------------------------------------------------------------
     def property_chain(self, concept: int, delimiter: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -175,10 +176,13 @@ class Ginc:
     def chain(self, concept: int, delimiter: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The joint chain over states s = e * P + p: start (S,), transition (S, S), the symbol
         each state shows (S,; -1 = the delimiter). delimiter=False: a prompt example's chain."""
-        p_start, p_trans = self.property_chain(concept, delimiter)
-        start = np.outer(self.entity_start, p_start).ravel()                        # (E*P,)
-        transition = np.kron(self.entity_transition, p_trans)                       # (E*P, E*P)
-        return start, transition, self.memory.ravel()
+        key = (concept, delimiter)
+        if key not in self._chains:           # built once: the forward algorithm asks for it at every call
+            p_start, p_trans = self.property_chain(concept, delimiter)
+            start = np.outer(self.entity_start, p_start).ravel()                    # (E*P,)
+            transition = np.kron(self.entity_transition, p_trans)                   # (E*P, E*P)
+            self._chains[key] = (start, transition, self.memory.ravel())
+        return self._chains[key]
 
     def log_likelihood(self, concept: int, ids) -> float:
         """log p(symbols | concept) for one prompt example (forward algorithm, scaled)."""

@@ -58,19 +58,19 @@ class Case:
         return (self.seed, p.length, p.labels, p.k, self.index)
 
 
-def make_cases(ginc: Ginc, settings: IclSettings) -> list[Case]:
+def make_cases(ginc: Ginc, settings: IclSettings, progress: bool = False) -> list[Case]:
     """Every prompt of the study with its exact references, in a fixed order."""
     cases = []
-    for seed in range(settings.seeds):
-        for length in settings.lengths:
-            for index in range(settings.prompts):
-                draws = np.random.default_rng([settings.seed, seed, length, index])
-                examples = nested_prompts(ginc, settings.ks, length, draws)           # gold labels
-                label_rng = np.random.default_rng([settings.seed, seed, length, index, 1])
-                for labels in settings.labels:
-                    prompts = examples if labels == "gold" else randomised(ginc, examples, label_rng)
-                    lls = example_log_likelihoods(ginc, prompts[-1])                    # shared by every k
-                    cases += [Case(seed, index, p, reference_answers(ginc, p, lls)) for p in prompts]
+    grid = [(seed, length) for seed in range(settings.seeds) for length in settings.lengths]
+    for seed, length in tqdm(grid, desc="prompts and exact references", unit="seed x length", disable=not progress):
+        for index in range(settings.prompts):
+            draws = np.random.default_rng([settings.seed, seed, length, index])
+            examples = nested_prompts(ginc, settings.ks, length, draws)           # gold labels
+            label_rng = np.random.default_rng([settings.seed, seed, length, index, 1])
+            for labels in settings.labels:
+                prompts = examples if labels == "gold" else randomised(ginc, examples, label_rng)
+                lls = example_log_likelihoods(ginc, prompts[-1])                    # shared by every k
+                cases += [Case(seed, index, p, reference_answers(ginc, p, lls)) for p in prompts]
     return cases
 
 
@@ -122,7 +122,7 @@ def run_icl(completer: Completer, ginc: Ginc, out_dir, settings: IclSettings | N
     check_fits(settings.ks, settings.lengths, context_length(completer))
     report = ReportDir(out_dir, {"experiment": "icl", "completer": completer.name,
                                  "ginc": ginc.settings.to_dict(), **asdict(settings)})
-    cases = make_cases(ginc, settings)
+    cases = make_cases(ginc, settings, progress)
     done = {_key(r) for r in report.samples}
     todo = [c for c in cases if c.key not in done]
     n_top = top_count(completer)
