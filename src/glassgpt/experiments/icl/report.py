@@ -152,16 +152,33 @@ def pretraining_fit(model, ginc: Ginc, documents: int = 16, seed: int = 12345) -
             "documents": documents, "symbols": n}
 
 
-def attention_picture(model, text: str, report: ReportDir) -> str | None:
-    """Every layer and head's attention on one few-shot prompt (glassgpt.inspect's plots)."""
-    from ...inspect.plots import attention_grid
+def attention_picture(model, text: str, report: ReportDir) -> dict | None:
+    """Every layer and head's attention on one few-shot prompt (glassgpt.inspect's plots), and
+    the head whose last position (where the answer is predicted) puts the most weight on the
+    examples, drawn with its tokens. "On the examples" counts the symbols and delimiters of the
+    earlier examples: not the document separator at position 0 (a resting place for attention)
+    nor the delimiter that opens the test input."""
+    from ...inspect.plots import attention_grid, attention_heatmap
+    from .ginc import DELIMITER
 
     trace = model.trace(text)
     if trace.attention is None:
         return None
-    path = report.figure_path("attention_few_shot.png")
-    attention_grid(trace.attention.numpy(), trace.tokens, path)
-    return path.name
+    attention = trace.attention.numpy()                                  # (L, H, T, T)
+    grid = report.figure_path("attention_few_shot.png")
+    attention_grid(attention, trace.tokens, grid)
+    last_delimiter = text.rfind(DELIMITER)                               # chars = tokens for a char model
+    if len(trace.tokens) != len(text) or last_delimiter <= 1:
+        return {"grid": grid.name}
+    on_examples = attention[:, :, -1, 1:last_delimiter].sum(-1)          # (L, H)
+    layer, head = (int(i) for i in divmod(int(on_examples.argmax()), on_examples.shape[1]))
+    one = report.figure_path("attention_reading_examples.png")
+    attention_heatmap(attention[layer, head], trace.tokens, one,
+                      title=f"layer {layer} head {head}: {on_examples[layer, head]:.2f} of the last position's "
+                            f"attention on the examples")
+    return {"grid": grid.name, "head": one.name, "layer": layer, "head_index": head,
+            "on_examples": float(on_examples[layer, head]),
+            "on_examples_per_head": on_examples.round(3).tolist()}
 
 
 def render_markdown(results: dict) -> str:
@@ -210,9 +227,17 @@ def render_markdown(results: dict) -> str:
                   f"{fit['mixture']:.3f}; with the concept known {fit['concept_known']:.3f}."]
     lines += ["", "## Inside the model", ""]
     figs = results.get("figures", {})
-    if "attention" in figs:
+    att = figs.get("attention")
+    if att:
         lines += ["Attention of every layer (rows) and head (columns) on the few-shot prompt below "
-                  "(query positions down, key positions across):", "", f"![attention]({figs['attention']})", ""]
+                  "(query positions down, key positions across):", "", f"![attention]({att['grid']})", ""]
+    if att and "head" in att:
+        lines += ["Share of the last position's attention (where the answer is predicted) on the examples, "
+                  "per layer (rows) and head (columns) (the rest goes to the test input, its opening `/` and the "
+                  "separator at position 0):", "",
+                  md_table(["layer"] + [f"head {h}" for h in range(len(att["on_examples_per_head"][0]))],
+                           [[str(i)] + [float(v) for v in row] for i, row in enumerate(att["on_examples_per_head"])]),
+                  "", f"![the head reading the examples most]({att['head']})", ""]
     roles = results.get("head_roles")
     if roles:
         lines += ["Head-role scores on the few-shot prompt:", ""]
