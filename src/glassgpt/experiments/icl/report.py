@@ -175,7 +175,7 @@ def attention_picture(model, text: str, report: ReportDir) -> dict | None:
     one = report.figure_path("attention_reading_examples.png")
     attention_heatmap(attention[layer, head], trace.tokens, one,
                       title=f"layer {layer} head {head}: {on_examples[layer, head]:.2f} of the last position's "
-                            f"attention on the examples")
+                            f"attention on the earlier examples")
     return {"grid": grid.name, "head": one.name, "layer": layer, "head_index": head,
             "on_examples": float(on_examples[layer, head]),
             "on_examples_per_head": on_examples.round(3).tolist()}
