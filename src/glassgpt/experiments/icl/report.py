@@ -44,6 +44,7 @@ def _k_axis(ax, ks: list[int]) -> None:
     """k on a symmetric-log axis: 0 shows, and 1, 2, 4 ... 32 are evenly spaced."""
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlim(min(ks) - 0.15, max(ks) * 1.1 + 0.15)
     ax.set_xlabel("examples in the prompt (k)")
 
 
@@ -112,14 +113,14 @@ def plot_lengths(results: dict, path) -> str:
     left.set_ylabel("accuracy")
     left.legend(fontsize=7)
     left.set_title(f"model, {labels} labels", fontsize=10)
-    width = 0.8 / max(1, len(s["labels"]) * 2)
-    for j, lab in enumerate(s["labels"]):
-        for m, k in enumerate((min(ks), max(ks))):
-            vals = [(cell(results, lab, n, k) or {}).get("accuracy") for n in lengths]
-            xs = [i + (2 * j + m) * width - 0.4 + width / 2 for i in range(len(lengths))]
-            right.bar(xs, [v["mean"] if v else 0 for v in vals], width,
-                      yerr=[v["std"] if v else 0 for v in vals], alpha=0.85,
-                      label=f"k = {k}, {lab}", color=["tab:gray", "tab:blue", "tab:olive", "tab:cyan"][2 * j + m])
+    bars = [(min(ks), labels)] + [(max(ks), lab) for lab in s["labels"]]     # k = 0 is the same prompt for both
+    width = 0.8 / len(bars)
+    for j, (k, lab) in enumerate(bars):
+        vals = [(cell(results, lab, n, k) or {}).get("accuracy") for n in lengths]
+        xs = [i - 0.4 + (j + 0.5) * width for i in range(len(lengths))]
+        right.bar(xs, [v["mean"] if v else 0 for v in vals], width, yerr=[v["std"] if v else 0 for v in vals],
+                  alpha=0.85, label=f"k = {k}" + (f", {lab} labels" if k else ""),
+                  color=["tab:gray", "tab:blue", "tab:cyan"][j % 3])
     right.axhline(results["chance"], color="gray", lw=0.8, ls=":")
     right.set_xticks(range(len(lengths)), [f"length {n}" for n in lengths])
     right.set_ylim(0, 1)
