@@ -142,7 +142,8 @@ def run_icl(completer: Completer, ginc: Ginc, out_dir, settings: IclSettings | N
     results = summarise(report.samples, settings, ginc, completer.name)
     shown_k = min(settings.ks, key=lambda k: (k == 0, abs(k - 4)))      # the picture's prompt: k near 4
     results["example_k"] = shown_k
-    results["example_prompt"] = next((c.prompt.text(ginc) for c in cases if c.prompt.k == shown_k), "")
+    results["example_prompt"] = next((c.prompt.text(ginc) for c in cases                  # the longest examples
+                                      if c.prompt.k == shown_k and c.prompt.length == max(settings.lengths)), "")
     return render_icl_report(report, results, completer if attention_prompt else None, ginc)
 
 
