@@ -1,7 +1,7 @@
 """`glassgpt experiment icl ...`: in-context learning as inference (GINC-style data).
 
     glassgpt experiment icl build -o ginc/ [--concepts 10 --entities 5 --properties 10 --vocab 50 ...]
-    glassgpt experiment icl train -o RUN --minutes 15
+    glassgpt experiment icl train -o RUN --minutes 20
     glassgpt experiment icl run RUN -o DIR [--ks 0 1 2 4 8 16 32 --lengths 3 5 8 10 --seeds 3]
     glassgpt experiment icl patterns RUN -o DIR
     glassgpt experiment icl run --endpoint http://127.0.0.1:8000/v1 --model NAME --ginc RUN -o DIR
@@ -25,15 +25,16 @@ def register_icl(sub, add_completer_args) -> None:
 
     t = isub.add_parser("train", help="build the documents and train a small char-level model on them")
     add_ginc_args(t)
-    t.add_argument("--minutes", type=float, default=15.0, help="training time budget")
+    t.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     t.add_argument("--max-iters", type=int, default=20000)
-    t.add_argument("--d-model", type=int, default=128)
+    t.add_argument("--d-model", type=int, default=96)
     t.add_argument("--layers", type=int, default=4)
     t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--context", type=int, default=384, help="context length in characters")
+    t.add_argument("--context", type=int, default=320, help="context length in characters (k = 32 examples of "
+                                                                         "8 symbols need 297)")
     t.add_argument("--positional", choices=("learned", "sinusoidal", "rope", "none"), default="rope")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (the cosine ends at lr/10)")
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--batch-size", type=int, default=12)
     t.add_argument("--train-seed", type=int, default=0)
     t.add_argument("-o", "--out", required=True, help="run directory for the trained model")
     t.set_defaults(func=run_train)

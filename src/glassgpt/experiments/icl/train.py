@@ -44,15 +44,15 @@ def read_ginc(path: str | Path) -> Ginc:
 
 @dataclass(frozen=True)
 class ModelSize:
-    d_model: int = 128
+    d_model: int = 96
     n_layer: int = 4
     n_head: int = 4
-    context_length: int = 384      # k = 32 examples of 10 symbols fit (prompts.prompt_chars)
+    context_length: int = 320      # k = 32 examples of 8 symbols fit (prompts.prompt_chars)
     positional: str = "rope"
 
 
 def train_ginc_model(run_dir: str | Path, settings: GincSettings, size: ModelSize = ModelSize(), *,
-                     minutes: float = 15.0, max_iters: int = 20000, batch_size: int = 16, lr: float = 2e-3,
+                     minutes: float = 20.0, max_iters: int = 20000, batch_size: int = 12, lr: float = 2e-3,
                      seed: int = 0, progress: bool = True) -> Path:
     """Documents -> char-level token files -> a small GPT trained for at most `minutes`."""
     from ...model import GPTConfig
