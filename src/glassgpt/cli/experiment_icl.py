@@ -70,7 +70,7 @@ def add_ginc_args(p) -> None:
 
     for f in fields(GincSettings):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                       help=f"(default {f.default})")
+                       help=f"{f.metadata['help']} (default {f.default:g})")
 
 
 def ginc_settings(args):

@@ -26,7 +26,7 @@ the same documents.
 from __future__ import annotations
 
 import string
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from tqdm import tqdm
@@ -39,18 +39,24 @@ DOCUMENT_SEPARATOR = "\n"  # between pretraining documents, and at the start of 
 PERMUTATIONS = 100         # random permutation matrices mixed into each transition matrix (as in GINC)
 
 
+def setting(default, help: str):
+    """A settings field with its help text (the CLI builds its flags from these)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class GincSettings:
-    concepts: int = 10             # HMMs in the mixture (GINC: 5)
-    entities: int = 5              # (GINC: 10)
-    properties: int = 10           # including the delimiter property 0
-    vocab: int = 50                # symbols (single characters), besides the delimiter
-    document_length: int = 1024    # symbols per pretraining document
-    documents: int = 4000
-    sharpness: float = 100.0       # softmax sharpness of the permutation weights (GINC: 1 / 0.1 = 10)
-    entity_stay: float = 0.9       # chance an entity stays the same from one step to the next
-    seed: int = 0                  # the mixture (transition matrices, memory)
-    document_seed: int = 1         # which documents are drawn from it
+    concepts: int = setting(10, "HMMs in the mixture (GINC: 5)")
+    entities: int = setting(5, "entities: a hidden state is (entity, property) (GINC: 10)")
+    properties: int = setting(10, "properties, including the delimiter property 0")
+    vocab: int = setting(50, "symbols (single characters) the memory draws from, besides the delimiter")
+    document_length: int = setting(1024, "symbols per pretraining document")
+    documents: int = setting(4000, "pretraining documents")
+    sharpness: float = setting(100.0, "softmax sharpness of the weights of the permutations mixed into each "
+                                      "transition matrix: higher = fewer likely successors (GINC: 10)")
+    entity_stay: float = setting(0.9, "chance an entity stays the same from one step to the next")
+    seed: int = setting(0, "seed of the mixture (transition matrices, memory)")
+    document_seed: int = setting(1, "seed of the documents drawn from it")
 
     def validate(self) -> None:
         if self.vocab < 1:

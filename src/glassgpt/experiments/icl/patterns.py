@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ...errors import GlassError
 from ..completer import Completer
 from ..report import ReportDir, md_table
+from .report import save_figure
 
 TASKS = ("repetition", "alternation", "counting", "brackets")
 VARIANTS = ("plain", "remapped")
@@ -217,8 +218,7 @@ def plot_patterns(results: dict, path) -> str:
     ax.legend(fontsize=8)
     ax.set_title(f"{results['completer']}: pattern completion (mean ± std over seeds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path.name
+    return save_figure(fig, path)
 
 
 def render_patterns(results: dict, samples: list[dict]) -> str:

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from ...fileio import atomic_path
 from ..report import ReportDir, md_table
 from .ginc import Ginc
 from .runner import cell
 
 LABEL_STYLE = {"gold": "-", "random": "--"}
+
+
+def save_figure(fig: Figure, path) -> str:
+    """Write a PNG in one step (a crash leaves the previous file), return its name."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path.name
 
 
 def head_role_scores(model, prompt_texts: list[str]) -> dict | None:
@@ -77,8 +85,7 @@ def plot_accuracy(results: dict, path) -> str:
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(f"{results['completer']}: in-context accuracy (model: mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path.name
+    return save_figure(fig, path)
 
 
 def _curve(ax, results, labels, length, ks, measure, colour, style, label, band: bool = True) -> None:
@@ -127,8 +134,7 @@ def plot_lengths(results: dict, path) -> str:
     right.legend(fontsize=7)
     right.set_title("zero-shot against the most examples", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path.name
+    return save_figure(fig, path)
 
 
 def pretraining_fit(model, ginc: Ginc, documents: int = 16, seed: int = 12345) -> dict:
