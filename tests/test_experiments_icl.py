@@ -284,3 +284,22 @@ def test_the_whole_pipeline_on_a_tiny_model(tmp_path, capsys):
     assert (tmp_path / "remote" / "settings.json").exists()
     assert main(["experiment", "icl", "build", "--vocab", "0", "-o", str(tmp_path / "b")]) == 2
     assert "vocabulary is empty" in capsys.readouterr().err
+
+
+def test_answers_from_an_endpoints_top_logprobs():
+    from glassgpt.experiments.icl.runner import answer_of
+
+    class Endpoint:
+        name = "endpoint"
+
+        def __init__(self, tokens, logprobs):
+            self.top = TopScores(tokens=tokens, scores=logprobs, kind="logprobs")
+
+        def top_scores(self, prompt, k):
+            return self.top
+
+    out = answer_of(Endpoint([" b", "a"], [math.log(0.6), math.log(0.3)]), "x", "b", 20)
+    assert out == {"predicted": "b", "correct": True, "p_answer": pytest.approx(0.6)}     # a BPE token's space
+    out = answer_of(Endpoint(["bc", "a"], [math.log(0.6), math.log(0.3)]), "x", "a", 20)
+    assert out["predicted"] == "b" and not out["correct"] and out["p_answer"] == pytest.approx(0.3)
+    assert answer_of(Endpoint(["b"], [0.0]), "x", "z", 20)["p_answer"] is None            # not among the top
