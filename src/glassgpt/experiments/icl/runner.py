@@ -102,14 +102,11 @@ def answer_of(completer: Completer, text: str, answer: str, k: int) -> dict:
         raise GlassError(f"{completer.name} returned no next-token scores")
     predicted = (top.tokens[0].lstrip() or top.tokens[0])[:1]
     p_answer = None
-    scores = np.array(top.scores + list(top.rest), dtype=np.float64)
-    if answer in top.tokens:
-        s = top.scores[top.tokens.index(answer)]
-        if top.kind == "logits":
-            log_z = np.log(np.exp(scores - scores.max()).sum()) + scores.max()
-            p_answer = math.exp(s - log_z)
-        else:
-            p_answer = math.exp(s)
+    ways = [i for i, t in enumerate(top.tokens) if t == answer or t.lstrip() == answer]   # "b" and " b" (BPE)
+    if ways:
+        scores = np.array(top.scores + list(top.rest), dtype=np.float64)
+        log_z = np.log(np.exp(scores - scores.max()).sum()) + scores.max() if top.kind == "logits" else 0.0
+        p_answer = float(sum(math.exp(top.scores[i] - log_z) for i in ways))
     elif top.kind == "logits" and len(top.rest) + len(top.tokens) <= k:
         p_answer = 0.0          # every token was listed; the answer is not one the model can write
     return {"predicted": predicted, "correct": predicted == answer, "p_answer": p_answer}
