@@ -109,7 +109,7 @@ def hf_config(model: GPT, dtype: torch.dtype = torch.float32) -> dict:
     eot = tok.eot_id if tok is not None else None
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
-        "vocab_size": c.vocab_size, "n_positions": c.context_length, "n_embd": c.d_model,
+        "vocab_size": c.vocab_size, "n_positions": c.context_length, "n_ctx": c.context_length, "n_embd": c.d_model,
         "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": c.d_ff,
         "activation_function": ACTIVATION_TO_HF[c.activation], "layer_norm_epsilon": c.layer_norm_eps,
         "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout,

@@ -86,7 +86,8 @@ def merges_from_ranks(vocab: list[bytes]) -> list[tuple[bytes, bytes]]:
 def to_tokenizers_json(tok: Tokenizer) -> dict:
     """`tok` as the dict of a Hugging Face `tokenizers` file (tokenizer.json)."""
     added = [{"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for name, i in sorted(tok.special_tokens.items(), key=lambda x: x[1])]
+              "normalized": False, "special": True}
+             for name, i in sorted(tok.special_tokens.items(), key=lambda item: item[1])]
     if isinstance(tok, BPETokenizer):
         split = {"type": "Split", "pattern": {"Regex": tok.pattern}, "behavior": "Isolated", "invert": False}
         byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
