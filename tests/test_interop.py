@@ -30,7 +30,7 @@ def tiny_model(tokenizer=None, seed: int = 0, **overrides) -> GPT:
     torch.manual_seed(seed)
     fields = dict(vocab_size=tokenizer.vocab_size if tokenizer else 97, context_length=64, d_model=32,
                   n_layer=2, n_head=4, d_ff=96)
-    return GPT(GPTConfig(**{**fields, **overrides}), tokenizer=tokenizer, verbose=False).eval()
+    return GPT(GPTConfig(**{**fields, **overrides}), tokenizer=tokenizer).eval()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import GlassError
 from ..tokenizer import files
+from ..tokenizer.base import visible
 
 # Alternating token backgrounds for `show` (256-colour pastels, dark text on top).
 BACKGROUNDS = (153, 229, 194, 217)
@@ -113,7 +114,7 @@ def run_show(args) -> None:
     text = _text(args)
     ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    pieces = [_visible(tok.id_to_str(i)) for i in ids]
+    pieces = [visible(tok.id_to_str(i)) for i in ids]
     if colour:
         paint = [f"\x1b[30;48;5;{BACKGROUNDS[k % len(BACKGROUNDS)]}m{{}}{RESET}" for k in range(len(ids))]
         print("".join(p.format(piece) for p, piece in zip(paint, pieces)))
@@ -146,11 +147,6 @@ def run_import(args) -> None:
     tok.save(args.output)
     print(f"wrote {args.output}: {tok.kind} tokenizer, vocab_size {tok.vocab_size} "
           f"(specials: {', '.join(tok.special_tokens) or 'none'})")
-
-
-def _visible(piece: str) -> str:
-    """Newlines and tabs as \\n and \\t, so each token stays on the one line."""
-    return piece.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def _load(path: Path):

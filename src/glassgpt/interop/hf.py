@@ -215,7 +215,7 @@ def load_hf(path, device: str | torch.device = "cpu", tokenizer: bool = True) ->
                 "save_pretrained(dir, safe_serialization=True, max_shard_size='100GB'))") if other else ""
         raise CheckpointError(f"{path} has no {WEIGHTS}{hint}")
     tok = hf_tokenizer(path) if tokenizer else None
-    model = GPT(config, tokenizer=tok, verbose=False)
+    model = GPT(config, tokenizer=tok)
     try:
         with safe_open(str(path / WEIGHTS), "pt") as f:
             theirs = {k: f.get_tensor(k) for k in f.keys()}
@@ -248,7 +248,7 @@ def hf_tokenizer(path):
 
 def from_hf_gpt2(hf_model, tokenizer=None) -> GPT:
     """Our GPT with the weights of a transformers `GPT2LMHeadModel` (any size)."""
-    model = GPT(config_from_hf(hf_model.config), tokenizer=tokenizer, verbose=False)
+    model = GPT(config_from_hf(hf_model.config), tokenizer=tokenizer)
     return load_gpt2_weights(model, hf_model.state_dict(), "the transformers model").eval()
 
 
