@@ -1,6 +1,6 @@
 """Interop: a trained run leaves as a Hugging Face model, a tokenizers file, a tiktoken file and
 a GGUF, and comes back; each checked against the other tool itself (transformers, tokenizers,
-tiktoken, TransformerLens, gguf's reader, llama.cpp), not against numbers written down here."""
+tiktoken, TransformerLens, gguf's reader; llama.cpp in test_interop_llama.py), not against numbers written down here."""
 from __future__ import annotations
 
 import json
@@ -16,14 +16,7 @@ from glassgpt.errors import CheckpointError, GlassError
 from glassgpt.interop import (export_gguf, export_hf, hooked_transformer, import_tokenizer, read_tokenizers_json,
                               write_tokenizers_json)
 from glassgpt.interop.tokenizer_files import token_to_text
-from glassgpt.train import TrainConfig, prepare, train
-
-# ASCII, accents, CJK, emoji (with a skin tone and a flag), whitespace runs, special tokens, digits
-MIXED = ("Hello, world! Café naïve façade — ÀÉÎõü. 日本語のテキスト 中文 한국어 😀👍🏽🇫🇷 tabs\t\tand   spaces\n\n\n"
-         "  indented<|endoftext|>next don't I'LL 12345 3.14159   \n end")
-CORPUS = ("The king spoke to the sea, and the sea did not answer. " * 12
-          + "Café au lait, naïve façade, ÀÉÎ. 日本語のテキストです。中文 한국어 😀👍🏽 🇫🇷\n\n   \t code()  \n" * 6
-          + "def f(x):\n    return x * 2  # 1234 5678\n" * 6)
+from interop_helpers import CORPUS, MIXED, train_tiny_run
 
 
 def tiny_model(tokenizer=None, seed: int = 0, **overrides) -> GPT:
@@ -40,15 +33,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tok):
-    """A tiny run trained for a few steps (d_ff not 4 * d_model, to catch shape slips)."""
-    d = tmp_path_factory.mktemp("interop")
-    (d / "corpus.txt").write_text(CORPUS * 4, encoding="utf-8")
-    prepare([d / "corpus.txt"], d / "data", tokenizer=tok, progress=False)
-    config = GPTConfig(vocab_size=tok.vocab_size, context_length=64, d_model=48, n_layer=2, n_head=4, d_ff=144)
-    train(d / "data", d / "run", config, TrainConfig(batch_size=4, max_iters=25, eval_interval=25, eval_iters=1,
-                                                     warmup_iters=2, lr=3e-3, device="cpu", precision="fp32"),
-          progress=False)
-    return d / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("interop"), tok)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from ..errors import GlassError
@@ -48,7 +49,7 @@ def hooked_transformer(model_or_path, *, fold_ln: bool = True, center_writing_we
 def _from_hf_directory(path: Path, fold_ln, center_writing_weights, center_unembed, device, processing):
     try:
         from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+        from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise GlassError(f"loading into TransformerLens needs {e.name}: pip install transformer-lens") from None
@@ -61,7 +62,9 @@ def _from_hf_directory(path: Path, fold_ln, center_writing_weights, center_unemb
         original_architecture="GPT2LMHeadModel", model_name=path.name, default_prepend_bos=False,
         device=device)
     tokenizer = AutoTokenizer.from_pretrained(path) if (path / "tokenizer.json").is_file() else None
-    model = HookedTransformer(cfg, tokenizer, move_to_device=False)
+    with warnings.catch_warnings():      # TransformerLens 3 points to its TransformerBridge; we ask for the classic
+        warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
+        model = HookedTransformer(cfg, tokenizer, move_to_device=False)
     model.load_and_process_state_dict(convert_gpt2_weights(hf, cfg), fold_ln=fold_ln,
                                       center_writing_weights=center_writing_weights,
                                       center_unembed=center_unembed, **processing)
