@@ -10,7 +10,9 @@ tiktoken does.
 
 Byte-level BPE stores tokens as text: each byte is shown as one printable character
 (GPT-2's `bytes_to_unicode` table, so a space is 'Ġ'). A character tokenizer needs no
-bytes: its file is a BPE without merges over a split into single characters.
+bytes: its file is a BPE without merges over a split into single characters. (One
+difference remains there: a character outside the vocabulary is a GlassError in glassgpt,
+while `tokenizers`, having no unknown token to give it, leaves it out.)
 
 Reading a `tokenizers` file back accepts byte-level BPE (GPT-2's own files, files made by
 `tokenizers`' trainer, ours) and our character files; anything else (WordPiece, Unigram,
