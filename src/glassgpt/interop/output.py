@@ -56,7 +56,13 @@ def new_directory(path, force: bool = False):
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
             os.replace(path, old)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:                 # put the earlier export back
+                os.replace(old, path)
+                old = None
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
