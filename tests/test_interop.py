@@ -328,6 +328,16 @@ def test_gguf_holds_our_weights_and_tokenizer(run, hf_dir, dtype, tmp_path):
         assert tensors["blk.1.attn_qkv.bias"].tensor_type == gguf.GGMLQuantizationType.F32
 
 
+def test_gguf_pads_ids_the_tokenizer_does_not_use(tok, tmp_path):
+    import gguf
+
+    model = tiny_model(tok, vocab_size=tok.vocab_size + 3)        # e.g. a vocabulary rounded up for speed
+    reader = gguf.GGUFReader(export_gguf(model, tmp_path / "padded.gguf"))
+    tokens, types = (reader.fields[f"tokenizer.ggml.{k}"].contents() for k in ("tokens", "token_type"))
+    assert len(tokens) == tok.vocab_size + 3 and tokens[-1] == f"[PAD{tok.vocab_size + 2}]"
+    assert types[-3:] == [gguf.TokenType.UNUSED] * 3 and types[tok.eot_id] == gguf.TokenType.CONTROL
+
+
 def test_gguf_refuses_what_llama_cpp_cannot_tokenize(tmp_path):
     chars = Tokenizer.chars("abc")
     with pytest.raises(GlassError, match="not a char tokenizer"):
