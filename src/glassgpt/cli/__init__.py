@@ -26,6 +26,7 @@ COMMANDS = [
     "attribute",
     "heads",
     "experiment",
+    "export",
 ]
 
 
