@@ -7,7 +7,6 @@ import torch
 
 from glassgpt.errors import GlassError
 from glassgpt.generate import PromptCache, generate
-from glassgpt.generate.decode import Request
 from glassgpt.generate.scheduler import Scheduler
 from glassgpt.model import GPT, GPTConfig
 from glassgpt.tokenizer import Tokenizer
@@ -62,7 +61,7 @@ def test_jobs_joining_and_leaving_a_running_batch_equal_generate_alone(positiona
     scheduler = Scheduler(model, max_batch=6)
     jobs, sizes = [], []
     for i, (prompt, options) in enumerate(JOBS):       # a new job every other step
-        jobs.append(scheduler.submit(Request.build(model, [prompt], **options)))
+        jobs.append(scheduler.submit(prompt, **options))
         for _ in range(1 + i % 2):
             scheduler.step()
             sizes.append(scheduler.batch_size)
@@ -77,8 +76,8 @@ def test_jobs_joining_and_leaving_a_running_batch_equal_generate_alone(positiona
 
 def test_events_are_the_stream_of_each_sample(model):
     scheduler = Scheduler(model, max_batch=4)
-    a = scheduler.submit(Request.build(model, ["the cat"], max_new_tokens=8, temperature=0))
-    b = scheduler.submit(Request.build(model, ["xy"], max_new_tokens=5, temperature=0.5, seed=2, num_samples=2))
+    a = scheduler.submit("the cat", max_new_tokens=8, temperature=0)
+    b = scheduler.submit("xy", max_new_tokens=5, temperature=0.5, seed=2, num_samples=2)
     texts = {(a, 0): "", (b, 0): "", (b, 1): ""}
     while scheduler.busy:
         for job, sample, event in scheduler.step():
@@ -90,8 +89,8 @@ def test_events_are_the_stream_of_each_sample(model):
 
 def test_a_full_batch_queues_and_a_cancelled_job_frees_its_rows(model):
     scheduler = Scheduler(model, max_batch=2)
-    long = scheduler.submit(Request.build(model, ["ab"], max_new_tokens=40, temperature=0, num_samples=2))
-    waiting = scheduler.submit(Request.build(model, ["cd"], max_new_tokens=3, temperature=0))
+    long = scheduler.submit("ab", max_new_tokens=40, temperature=0, num_samples=2)
+    waiting = scheduler.submit("cd", max_new_tokens=3, temperature=0)
     for _ in range(3):
         scheduler.step()
     assert scheduler.queue_length == 1 and waiting.state == "waiting" and scheduler.batch_size == 2
@@ -106,19 +105,19 @@ def test_a_full_batch_queues_and_a_cancelled_job_frees_its_rows(model):
 def test_prompt_plus_new_tokens_beyond_the_context_is_refused(model):
     scheduler = Scheduler(model)
     with pytest.raises(GlassError, match=r"60 tokens and 10 new .* 70 > the context length 64.*at most 4"):
-        scheduler.submit(Request.build(model, ["a" * 60], max_new_tokens=10))
+        scheduler.submit("a" * 60, max_new_tokens=10)
     with pytest.raises(GlassError, match="do not fit a batch of 8"):
-        scheduler.submit(Request.build(model, ["a"], num_samples=9))
+        scheduler.submit("a", num_samples=9)
 
 
 def test_rows_filling_the_context_are_compacted_and_still_equal_generate(model):
     scheduler = Scheduler(model, max_batch=4)
     first = ("a" * 40, dict(max_new_tokens=20, temperature=0))
-    jobs = [scheduler.submit(Request.build(model, [first[0]], **first[1]))]
+    jobs = [scheduler.submit(first[0], **first[1])]
     for _ in range(15):
         scheduler.step()
     later = ("short one", dict(max_new_tokens=50, temperature=0.9, seed=4))
-    jobs.append(scheduler.submit(Request.build(model, [later[0]], **later[1])))   # padded far to the left
+    jobs.append(scheduler.submit(later[0], **later[1]))   # padded far to the left
     scheduler.run_until_done()
     for (prompt, options), job in zip([first, later], jobs):
         check_equal(model, prompt, options, job.generations())
@@ -127,7 +126,7 @@ def test_rows_filling_the_context_are_compacted_and_still_equal_generate(model):
 def test_echo_prompt_logprobs_equal_the_trace_and_max_tokens_zero_only_scores(model):
     scheduler = Scheduler(model)
     text = "the quick brown fox"
-    job = scheduler.submit(Request.build(model, [text], max_new_tokens=0), prompt_logprobs=3)
+    job = scheduler.submit(text, max_new_tokens=0, prompt_logprobs=3)
     scheduler.run_until_done()
     trace = model.trace(text)
     records = job.prompt_records
@@ -141,9 +140,9 @@ def test_echo_prompt_logprobs_equal_the_trace_and_max_tokens_zero_only_scores(mo
 def test_a_shared_prefix_is_taken_from_the_prompt_cache(model):
     scheduler = Scheduler(model, prompt_cache=PromptCache())
     base = "the quick brown fox "
-    a = scheduler.submit(Request.build(model, [base + "jumps"], max_new_tokens=6, temperature=0))
+    a = scheduler.submit(base + "jumps", max_new_tokens=6, temperature=0)
     scheduler.run_until_done()
-    b = scheduler.submit(Request.build(model, [base + "naps"], max_new_tokens=6, temperature=0))
+    b = scheduler.submit(base + "naps", max_new_tokens=6, temperature=0)
     scheduler.run_until_done()
     assert a.cached_tokens == 0 and b.cached_tokens == len(base)
     check_equal(model, base + "naps", dict(max_new_tokens=6, temperature=0), b.generations())
@@ -153,9 +152,9 @@ def test_a_lone_job_decodes_speculatively_like_generate_with_a_draft():
     target, draft = make_model(seed=0), make_model(seed=1, n_layer=1)
     scheduler = Scheduler(target, draft=draft, draft_tokens=3)
     options = dict(max_new_tokens=16, temperature=0.8, seed=2)
-    job = scheduler.submit(Request.build(target, ["the cat"], **options))
+    job = scheduler.submit("the cat", **options)
     scheduler.step()
-    other = scheduler.submit(Request.build(target, ["zz"], max_new_tokens=5, temperature=0))   # joins the batch
+    other = scheduler.submit("zz", max_new_tokens=5, temperature=0)   # joins the batch
     scheduler.run_until_done()
     assert job.speculative and not other.speculative and scheduler.drafted > 0
     (g,) = job.generations()

@@ -108,8 +108,21 @@ class Scheduler:
         self.drafted = self.accepted = 0      # speculative totals
 
     # -- the outside: submit, cancel, look -----------------------------------------------------
-    def submit(self, request: Request, *, prompt_logprobs: int | None = None, rank_by: str = "raw") -> Job:
-        """Queue one prompt's samples (a `Request` with one distinct prompt); thread-safe."""
+    def submit(self, prompt, *, prompt_logprobs: int | None = None, rank_by: str = "raw", tokenizer=None,
+               **settings) -> Job:
+        """Queue one prompt (text or ids) with the settings of `generate` (num_samples=n
+        samples of it); thread-safe. prompt_logprobs=k: also score every prompt token, with
+        its k most likely alternatives (echo); rank_by: the per-token alternatives are the
+        most likely under the model ("raw") or under the distribution sampled from ("processed")."""
+        return self.submit_request(self.request(prompt, tokenizer=tokenizer, **settings),
+                                   prompt_logprobs=prompt_logprobs, rank_by=rank_by)
+
+    def request(self, prompt, *, tokenizer=None, **settings) -> Request:
+        """A checked `Request` for one prompt with the settings of `generate` (GlassError if bad)."""
+        return Request.build(self.model, [prompt], tokenizer=tokenizer, **settings)
+
+    def submit_request(self, request: Request, *, prompt_logprobs: int | None = None, rank_by: str = "raw") -> Job:
+        """Queue a built `Request` of one distinct prompt (its num_samples rows); thread-safe."""
         if any(p != request.prompts[0] for p in request.prompts):
             raise GlassError("a job is one prompt (with num_samples copies): submit one job per prompt")
         if len(request.prompts) > self.max_batch:
