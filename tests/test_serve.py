@@ -17,25 +17,16 @@ import uvicorn
 
 from glassgpt.generate import SamplerChain, SamplingParams, generate
 from glassgpt.generate.decode import token_counts
-from glassgpt.model import GPT, GPTConfig, save
+from glassgpt.model import save
 from glassgpt.serve import create_app
 from glassgpt.serve.chat import render_chat
-from glassgpt.tokenizer import Tokenizer
+from helpers import WIDE_ALPHABET, char_tokenizer, tiny_model
 
-TEXT = "abcdefghijklmnopqrstuvwxyzASU .,:\n"
 KEY = "sekrit-key"
 
 
-def tiny_model(seed=0, scale=3.0):
-    torch.manual_seed(seed)
-    tok = Tokenizer.chars(TEXT, special_tokens=("<|endoftext|>",))
-    config = GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=128, d_model=32, n_layer=2, n_head=4)
-    model = GPT(config, tokenizer=tok, verbose=False).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(scale)
-    return model
+def served_model():
+    return tiny_model(tokenizer=char_tokenizer(WIDE_ALPHABET), scale=3.0, context_length=128)
 
 
 class Server:
@@ -65,7 +56,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model()
+    return served_model()
 
 
 @pytest.fixture(scope="module")

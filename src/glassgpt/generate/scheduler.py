@@ -43,6 +43,7 @@ from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, prefill_rows, token_counts
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
+from .samplers import SamplingParams
 
 
 @dataclass(eq=False)
@@ -119,7 +120,7 @@ class Scheduler:
 
     def request(self, prompt, *, tokenizer=None, **settings) -> Request:
         """A checked `Request` for one prompt with the settings of `generate` (GlassError if bad)."""
-        return Request.build(self.model, [prompt], tokenizer=tokenizer, **settings)
+        return Request.build(self.model, [prompt], SamplingParams.of(**settings), tokenizer)
 
     def submit_request(self, request: Request, *, prompt_logprobs: int | None = None, rank_by: str = "raw") -> Job:
         """Queue a built `Request` of one distinct prompt (its num_samples rows); thread-safe."""
