@@ -226,7 +226,10 @@ def test_sixteen_concurrent_clients_get_what_each_gets_alone(server, client):
             return await asyncio.gather(*[c.completions.create(model="tiny", prompt=p, max_tokens=n, temperature=0,
                                                                 logprobs=1) for p, n in zip(prompts, lengths)])
 
+    scheduler = server.app.state.models["tiny"].scheduler
+    scheduler.peak_batch = 0                                        # the requests alone ran one by one
     batch = asyncio.run(together())
+    assert scheduler.peak_batch >= 4                                # together they shared the batch
     for a, b in zip(alone, batch):
         assert b.choices[0].text == a.choices[0].text
         assert b.choices[0].logprobs.token_logprobs == pytest.approx(a.choices[0].logprobs.token_logprobs, abs=1e-4)
@@ -264,6 +267,30 @@ def test_a_full_queue_answers_429(model):
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
 
 
+def test_a_draft_model_decodes_lone_requests_speculatively(model):
+    draft = tiny_model(seed=1, tokenizer=model.tokenizer, scale=3.0, context_length=128, n_layer=1)
+    app = create_app({"tiny": model}, draft=draft, draft_tokens=3)
+    with Server(app) as s:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+        out = client.completions.create(model="tiny", prompt="the cat", max_tokens=20, temperature=0)
+        metrics = httpx.get(s.url + "/metrics").text
+    assert out.choices[0].text == generate(model, "the cat", max_new_tokens=20, temperature=0)[0].text
+    drafted = [line for line in metrics.splitlines() if line.startswith("glassgpt_speculative_drafted_tokens_total")]
+    assert drafted and float(drafted[0].split()[-1]) > 0
+
+
+def test_a_failing_step_fails_its_requests_only(model, monkeypatch):
+    app = create_app({"tiny": model})
+    with Server(app) as s:
+        served = app.state.models["tiny"]
+        monkeypatch.setattr(served.scheduler, "step", lambda: 1 / 0)
+        r = httpx.post(s.url + "/v1/completions", json={"model": "tiny", "prompt": "ab", "max_tokens": 3})
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"]["message"]
+        assert "Traceback" not in r.text
+        r = httpx.post(s.url + "/v1/completions", json={"model": "tiny", "prompt": "ab", "max_tokens": 3})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3     # a fresh scheduler
+
+
 # -- bad input ------------------------------------------------------------------------------------------
 BAD = [
     ({"temperature": -1}, "temperature"),
@@ -283,6 +310,8 @@ BAD = [
     ({"stop": [""]}, "stop"),
     ({"top_k": 0}, "top_k"),
     ({"logprobs_mode": "cooked"}, "logprobs_mode"),
+    ({"suffix": "end"}, "suffix"),
+    ({"seed": 1.5}, "seed"),
 ]
 
 

@@ -107,6 +107,7 @@ class Scheduler:
         self.logits: torch.Tensor | None = None   # (B, V) next-token logits of every row
         self.solo: tuple[Job, Iterator[TokenEvent], object] | None = None   # the speculative job
         self.drafted = self.accepted = 0      # speculative totals
+        self.peak_batch = 0                   # the most rows decoded together so far
 
     # -- the outside: submit, cancel, look -----------------------------------------------------
     def submit(self, prompt, *, prompt_logprobs: int | None = None, rank_by: str = "raw", tokenizer=None,
@@ -171,6 +172,7 @@ class Scheduler:
             if admitted:
                 self._admit(admitted, events)
             if self.running:
+                self.peak_batch = max(self.peak_batch, self.batch_size)
                 self._sample(events)
                 self._feed()
             if self.solo is not None:

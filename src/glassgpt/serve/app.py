@@ -59,6 +59,7 @@ MAX_BODY_BYTES = 4 * 2**20
 NEG_INF_LOGPROB = -9999.0           # JSON has no -inf
 FINISH = {"eot": "stop", "stop": "stop", "length": "length", "cancelled": "length"}
 PROTECTED = ("/v1", "/tokenize", "/detokenize", "/metrics", "/glass")
+COUNTED = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}
 
 
 class APIError(Exception):
@@ -159,7 +160,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
                 return error_response(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
                                       None, "invalid_api_key")
         response = await call_next(request)
-        if request.url.path.startswith(("/v1", "/tokenize", "/detokenize")):
+        if request.url.path in COUNTED:
             metrics.requests.labels(request.url.path, str(response.status_code)).inc()
         return response
 
@@ -202,6 +203,8 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def completions(body: CompletionRequest, request: Request):
         arrived = time.perf_counter()
         s = lookup(served, body.model)
+        if body.suffix:
+            raise APIError(400, "suffix is not supported: these models only continue text (leave it out)", "suffix")
         prompts = completion_prompts(body.prompt, s)
         max_tokens = 16 if body.max_tokens is None else body.max_tokens
         if max_tokens < 0 or (max_tokens == 0 and not body.echo):
