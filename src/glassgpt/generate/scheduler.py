@@ -1,10 +1,12 @@
 """Continuous batching: requests join a running batch between steps and leave it when done.
 
     scheduler = Scheduler(model, max_batch=8, prompt_cache=PromptCache())
-    job = scheduler.submit(Request.build(model, [prompt], seed=1, temperature=0.8))
-    while scheduler.busy:
-        for job, sample, event in scheduler.step():     # one token per running row
-            ...
+    job = scheduler.submit("ROMEO:", max_new_tokens=50, temperature=0.8, seed=1)   # generate's settings
+    with fast_decode(model):                            # the fast weight layouts, held by the loop's owner
+        while scheduler.busy:
+            for job, sample, event in scheduler.step():     # one token per running row
+                ...
+    job.generations()                                   # as generate(model, "ROMEO:", ...) returns them
 
 `generate` runs one request from start to end. A server gets requests at any moment and
 with different settings. The scheduler runs one decoding step for every running row
