@@ -235,15 +235,25 @@ def test_sixteen_concurrent_clients_get_what_each_gets_alone(server, client):
         assert b.choices[0].logprobs.token_logprobs == pytest.approx(a.choices[0].logprobs.token_logprobs, abs=1e-4)
 
 
-def test_a_client_that_disconnects_frees_its_row(server):
-    served = server.app.state.models["tiny"]
+def test_a_client_that_disconnects_frees_its_row(server, monkeypatch):
+    scheduler = server.app.state.models["tiny"].scheduler
+    jobs, step = [], scheduler.step
+
+    def slow_step():                                   # about 10 ms a token, so 120 tokens take over a second
+        time.sleep(0.01)
+        jobs.extend(j for j in scheduler.running if j not in jobs)
+        return step()
+
+    monkeypatch.setattr(scheduler, "step", slow_step)
     with httpx.stream("POST", server.url + "/v1/completions",
                       json={"model": "tiny", "prompt": "abc", "max_tokens": 120, "stream": True}) as r:
         next(r.iter_lines())                                      # the first token arrived
     deadline = time.time() + 10
-    while served.scheduler.busy:
+    while scheduler.busy:
         assert time.time() < deadline, "the row was not freed"
         time.sleep(0.02)
+    (job,) = jobs
+    assert job.rows[0].finish_reason == "cancelled" and len(job.rows[0].ids) < 100
 
 
 def test_a_full_queue_answers_429(model):
