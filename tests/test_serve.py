@@ -346,6 +346,8 @@ def test_other_bad_requests_and_the_server_goes_on(server, client):
     assert r.status_code == 404 and r.json()["error"]["param"] == "model"
     r = httpx.post(url + "/v1/completions", content=b"x" * (100 * 1024))
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    chunked = httpx.post(url + "/v1/completions", content=(b"x" * 1024 for _ in range(100)))   # no Content-Length
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
     r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
     with pytest.raises(openai.NotFoundError):

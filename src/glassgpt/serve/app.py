@@ -68,6 +68,30 @@ class APIError(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
 
+class BodyLimit:
+    """Refuses bodies over `limit` bytes while they arrive (also chunked ones without a
+    Content-Length): reading past the limit raises a 413 APIError."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise APIError(413, f"the body is over the limit of {self.limit} bytes", None, "request_too_large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                413: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -113,6 +137,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
 
     app = FastAPI(title="glassgpt", description="OpenAI-compatible server for glassgpt models", lifespan=lifespan)
     app.state.models, app.state.worker, app.state.metrics = served, worker, metrics
+    app.state.gpt_models = {name: s.model for name, s in served.items()}     # name -> GPT, for other routers
     app.state.max_batch, app.state.max_queue = max_batch, max_queue
 
     # -- errors in OpenAI's shape ----------------------------------------------------------------
@@ -141,11 +166,15 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
+        if isinstance(e.__cause__, APIError):         # raised while FastAPI read the body (BodyLimit)
+            return await api_error(request, e.__cause__)
         return error_response(e.status_code, str(e.detail))
 
     @app.exception_handler(Exception)
     async def server_error(request, e: Exception):
         return error_response(500, f"internal error: {type(e).__name__}: {e}")
+
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
