@@ -322,6 +322,7 @@ BAD = [
     ({"logprobs_mode": "cooked"}, "logprobs_mode"),
     ({"suffix": "end"}, "suffix"),
     ({"seed": 1.5}, "seed"),
+    ({"seed": 2**64}, "seed"),
 ]
 
 
@@ -350,6 +351,11 @@ def test_other_bad_requests_and_the_server_goes_on(server, client):
     assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
     r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+    picture = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": picture})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages" and "text" in r.json()["error"]["message"]
+    r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": ["a"] * 81, "max_tokens": 1})
+    assert r.status_code == 400 and "81 samples" in r.json()["error"]["message"]                # never fits: not 429
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="other", prompt="a", max_tokens=1)
     assert client.completions.create(model="tiny", prompt="a", max_tokens=2, temperature=0).choices[0].text

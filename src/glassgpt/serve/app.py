@@ -294,8 +294,8 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def chat_completions(body: ChatRequest, request: Request):
         arrived = time.perf_counter()
         s = lookup(served, body.model)
-        text = render_chat([(m.role, message_text(m.content)) for m in body.messages])
         try:
+            text = render_chat([(m.role, message_text(m.content)) for m in body.messages])
             ids = s.model.tokenizer.encode(text)
         except GlassError as e:
             raise APIError(400, str(e), "messages") from None
@@ -364,6 +364,9 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
                                     f"{settings['max_new_tokens']}: {len(ids) + settings['max_new_tokens']} > the "
                                     f"context length {context}; ask for at most {max(0, context - len(ids))} tokens "
                                     f"or shorten the prompt", length_param, "context_length_exceeded")
+        if len(prompts) * n > max_queue + max_batch:
+            raise APIError(400, f"{len(prompts)} prompts x n={n} are {len(prompts) * n} samples; the server takes at "
+                                f"most {max_queue + max_batch} at once: send fewer prompts per request", "prompt")
         if s.scheduler.queue_length + len(prompts) * n > max_queue:
             raise APIError(429, f"the queue is full ({s.scheduler.queue_length} samples waiting, limit {max_queue}): "
                                 f"retry shortly", None, "queue_full")
@@ -496,6 +499,8 @@ def sampling_settings(body, max_tokens: int, logprobs: int | None, stop=None) ->
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if any(not s for s in stop):
         raise APIError(400, "stop strings must not be empty", "stop")
+    if body.seed is not None and not -2**63 <= body.seed < 2**63:
+        raise APIError(400, f"seed must fit in 64 bits (-2**63 .. 2**63 - 1), got {body.seed}", "seed")
     settings.update(max_new_tokens=max_tokens, num_samples=1 if body.n < 1 else body.n, stop=stop or None,
                     seed=body.seed, logprobs=logprobs)
     if body.return_entropy and logprobs is None:
