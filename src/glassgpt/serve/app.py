@@ -1,4 +1,4 @@
-"""`create_app`: the OpenAI-compatible HTTP server over glassgpt models.
+"""`create_app`: the OpenAI-compatible HTTP server over glassgpt models (its routes).
 
     app = create_app({"demo": load("runs/demo")}, api_key=None, max_batch=8, max_queue=64)
     uvicorn.run(app, host="127.0.0.1", port=8000)          # what `glassgpt serve` does
@@ -33,73 +33,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import secrets
 import time
 import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlassError
 from ..generate import PromptCache
 from ..generate.samplers import SamplingParams
-from ..generate.scheduler import Job, Scheduler
+from ..generate.scheduler import Scheduler
 from ..model import GPT
 from .chat import STOPS, message_text, render_chat
+from .errors import APIError, BodyLimit, error_response
 from .metrics import Metrics
+from .responses import FINISH, Answer, sse, usage_of
 from .schemas import (MAX_LOGPROBS, OPENAI_NAMES, ChatRequest, CompletionRequest, DetokenizeRequest, Sampling,
                       TokenizeRequest)
 from .worker import ServedModel, Sink, Worker
 
 MAX_BODY_BYTES = 4 * 2**20
-NEG_INF_LOGPROB = -9999.0           # JSON has no -inf
-FINISH = {"eot": "stop", "stop": "stop", "length": "length", "cancelled": "length"}
 PROTECTED = ("/v1", "/tokenize", "/detokenize", "/metrics", "/glass")
 COUNTED = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}
-
-
-class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
-class BodyLimit:
-    """Refuses bodies over `limit` bytes while they arrive (also chunked ones without a
-    Content-Length): reading past the limit raises a 413 APIError."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        received = 0
-
-        async def limited():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise APIError(413, f"the body is over the limit of {self.limit} bytes", None, "request_too_large")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-               413: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
-    kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status)
 
 
 def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT | None = None,
@@ -523,89 +481,3 @@ def openai_words(message: str) -> str:
     for ours, theirs in OPENAI_NAMES.items():
         message = message.replace(ours, theirs)
     return message
-
-
-def usage_of(jobs: list[Job]) -> dict:
-    prompt = sum(len(j.prompt) for j in jobs)
-    completion = sum(len(r.ids) for j in jobs for r in j.rows)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": sum(j.cached_tokens for j in jobs)}}
-
-
-def finite(x: float) -> float:
-    return x if x > -math.inf else NEG_INF_LOGPROB
-
-
-class Answer:
-    """Formats logprobs the way each endpoint writes them."""
-
-    def __init__(self, served: ServedModel, k: int | None, mode: str, entropy: bool):
-        self.served, self.k, self.processed, self.entropy = served, k, mode == "processed", entropy
-        self.tok = served.model.tokenizer
-
-    def token(self, r) -> tuple[float, list[tuple[int, str, float]], float]:
-        """(logprob, [(id, text, logprob) of the alternatives], entropy) of one record in this mode."""
-        if self.processed:
-            top = [(a.id, a.text, finite(math.log(a.prob_after)) if a.prob_after > 0 else NEG_INF_LOGPROB)
-                   for a in r.top]
-            return finite(r.logprob_after), top, r.entropy_after
-        return r.logprob, [(a.id, a.text, math.log(a.prob) if a.prob > 0 else NEG_INF_LOGPROB) for a in r.top], \
-            r.entropy
-
-    def completion_logprobs(self, job: Job, records, echo: bool) -> dict | None:
-        if self.k is None and not self.entropy:
-            return None
-        tokens, lps, tops, entropies = [], [], [], []
-        if echo and job.prompt_records is not None:
-            for i, r in zip(job.prompt, job.prompt_records):
-                tokens.append(self.tok.id_to_str(i))
-                lps.append(None if r is None else r.logprob)
-                tops.append(None if r is None else {a.text: math.log(a.prob) if a.prob > 0 else NEG_INF_LOGPROB
-                                                    for a in r.top[:self.k or 0]})
-                entropies.append(None if r is None else r.entropy)
-        for r in records or []:
-            lp, top, h = self.token(r)
-            tokens.append(r.text)
-            lps.append(lp)
-            tops.append({text: v for _, text, v in top[:self.k or 0]})
-            entropies.append(h)
-        offsets, at = [], 0
-        for t in tokens:
-            offsets.append(at)
-            at += len(t)
-        out = {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
-        if self.entropy:
-            out["entropies"] = entropies
-        return out
-
-    def chat_logprobs(self, records) -> dict | None:
-        if self.k is None:
-            return None
-        content = []
-        for r in records or []:
-            lp, top, h = self.token(r)
-            entry = {"token": r.text, "logprob": lp, "bytes": list(self.bytes(r.id)),
-                     "top_logprobs": [{"token": text, "logprob": v, "bytes": list(self.bytes(i))}
-                                      for i, text, v in top[:self.k]]}
-            if self.entropy:
-                entry["entropy"] = h
-            content.append(entry)
-        return {"content": content}
-
-    def bytes(self, token_id: int) -> bytes:
-        fn = getattr(self.tok, "token_bytes", None)
-        return fn(token_id) if fn is not None else self.tok.decode([token_id]).encode()
-
-
-def sse(chunks) -> StreamingResponse:
-    """Server-Sent Events: one `data: {json}` per chunk, then `data: [DONE]`."""
-    async def body():
-        try:
-            async for chunk in chunks:
-                yield f"data: {json.dumps(chunk)}\n\n"
-        except APIError as e:
-            error = {"message": e.message, "type": "server_error", "param": None, "code": e.code}
-            yield f"data: {json.dumps({'error': error})}\n\n"
-        yield "data: [DONE]\n\n"
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
