@@ -245,9 +245,19 @@ def test_a_client_that_disconnects_frees_its_row(server, monkeypatch):
         return step()
 
     monkeypatch.setattr(scheduler, "step", slow_step)
-    with httpx.stream("POST", server.url + "/v1/completions",
-                      json={"model": "tiny", "prompt": "abc", "max_tokens": 120, "stream": True}) as r:
+    eot = server.app.state.gpt_models["tiny"].tokenizer.eot_id
+    body = {"model": "tiny", "prompt": "abc", "max_tokens": 120, "logit_bias": {str(eot): -1e9}}   # no early end
+    with httpx.stream("POST", server.url + "/v1/completions", json={**body, "stream": True}) as r:
         next(r.iter_lines())                                      # the first token arrived
+    deadline = time.time() + 10
+    while scheduler.busy:
+        assert time.time() < deadline, "the row was not freed"
+        time.sleep(0.02)
+    (job,) = jobs
+    assert job.rows[0].finish_reason == "cancelled" and len(job.rows[0].ids) < 100
+    jobs.clear()
+    with pytest.raises(httpx.ReadTimeout):                          # a non-streaming client that gives up
+        httpx.post(server.url + "/v1/completions", json=body, timeout=0.3)
     deadline = time.time() + 10
     while scheduler.busy:
         assert time.time() < deadline, "the row was not freed"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 import uuid
 
@@ -48,7 +47,7 @@ from ..generate.samplers import SamplingParams
 from ..generate.scheduler import Scheduler
 from ..model import GPT
 from .chat import STOPS, message_text, render_chat
-from .errors import APIError, BodyLimit, error_response
+from .errors import APIError, Gate, error_response
 from .metrics import Metrics
 from .responses import FINISH, Answer, sse, usage_of
 from .schemas import (MAX_LOGPROBS, OPENAI_NAMES, ChatRequest, CompletionRequest, DetokenizeRequest, Sampling,
@@ -56,6 +55,7 @@ from .schemas import (MAX_LOGPROBS, OPENAI_NAMES, ChatRequest, CompletionRequest
 from .worker import ServedModel, Sink, Worker
 
 MAX_BODY_BYTES = 4 * 2**20
+DISCONNECT_CHECK = 0.25     # seconds between checks that a non-streaming client is still there
 PROTECTED = ("/v1", "/tokenize", "/detokenize", "/metrics", "/glass")
 COUNTED = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}
 
@@ -124,7 +124,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
-        if isinstance(e.__cause__, APIError):         # raised while FastAPI read the body (BodyLimit)
+        if isinstance(e.__cause__, APIError):         # raised while FastAPI read the body (Gate)
             return await api_error(request, e.__cause__)
         return error_response(e.status_code, str(e.detail))
 
@@ -132,29 +132,16 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def server_error(request, e: Exception):
         return error_response(500, f"internal error: {type(e).__name__}: {e}")
 
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    def count(path: str, status: int) -> None:
+        if path in COUNTED:
+            metrics.requests.labels(path, str(status)).inc()
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return error_response(413, f"the body has {length} bytes, more than the limit {max_body_bytes}",
-                                  None, "request_too_large")
-        if api_key is not None and request.url.path.startswith(PROTECTED):
-            given = request.headers.get("authorization", "")
-            token = given[7:].strip() if given.lower().startswith("bearer ") else ""
-            if not token or not secrets.compare_digest(token.encode(), api_key.encode()):
-                return error_response(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                      None, "invalid_api_key")
-        response = await call_next(request)
-        if request.url.path in COUNTED:
-            metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(Gate, limit=max_body_bytes, api_key=api_key, protected=PROTECTED, on_answer=count)
 
     # -- simple endpoints -------------------------------------------------------------------------
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(served)}
+        return {"status": "ok"}
 
     @app.get("/metrics")
     async def prometheus():
@@ -362,14 +349,19 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def collect(sink: Sink, request: Request, s: ServedModel, arrived: float) -> None:
         """Wait for every job of a non-streamed request; a client that leaves cancels them."""
         remaining, last = set(sink.jobs), {}
+        check = time.perf_counter() + DISCONNECT_CHECK
         try:
             while remaining:
                 try:
-                    job, k, event = await sink.get(timeout=0.5)
+                    job, k, event = await sink.get(timeout=DISCONNECT_CHECK)
                 except asyncio.TimeoutError:
+                    job = None
+                if time.perf_counter() >= check:       # also while tokens flow
+                    check = time.perf_counter() + DISCONNECT_CHECK
                     if await request.is_disconnected():
                         worker.cancel(sink)
-                        raise APIError(499, "the client went away") from None
+                        raise APIError(499, "the client went away", None, "client_closed")
+                if job is None:
                     continue
                 if k is None:
                     remaining.discard(job)
