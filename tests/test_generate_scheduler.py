@@ -87,6 +87,12 @@ def test_a_full_batch_queues_and_a_cancelled_job_frees_its_rows(model):
     assert {g.finish_reason for g in long.generations()} == {"cancelled"}
     scheduler.run_until_done()
     check_equal(model, "cd", dict(max_new_tokens=3, temperature=0), waiting.generations())
+    assert scheduler.cache is None                       # idle: nothing held
+    job = scheduler.submit("ef", max_new_tokens=30)
+    scheduler.step()
+    scheduler.cancel(job)
+    scheduler.step()
+    assert job.done and not scheduler.busy and scheduler.cache is None
 
 
 def test_prompt_plus_new_tokens_beyond_the_context_is_refused(model):

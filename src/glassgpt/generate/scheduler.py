@@ -177,6 +177,8 @@ class Scheduler:
                 self.peak_batch = max(self.peak_batch, self.batch_size)
                 self._sample(events)
                 self._feed()
+            elif self.cache is not None:          # everything left (cancelled): free the batch cache
+                self._layout([], [])
             if self.solo is not None:
                 self._solo_step(events)
         return events
