@@ -27,6 +27,7 @@ COMMANDS = [
     "heads",
     "experiment",
     "export",
+    "serve",
 ]
 
 
