@@ -13,7 +13,7 @@ import torch
 import glassgpt.tokenizer
 from glassgpt.cli import main
 from glassgpt.model import load
-from glassgpt.train.state import load_train_state
+from glassgpt.train.state import current_checkpoint, load_train_state
 
 if not hasattr(glassgpt.tokenizer, "Tokenizer"):
     pytest.skip("the CLI's --tokenizer char needs glassgpt.tokenizer.Tokenizer", allow_module_level=True)
@@ -94,11 +94,12 @@ def test_resume_with_corrupt_weights_keeps_the_files(prepared, tmp_path, capsys,
     run = tmp_path / "run"
     cli = lambda *args: in_process(*args, cwd=prepared, capsys=capsys, monkeypatch=monkeypatch)  # noqa: E731
     assert cli("train", "data", "-o", run, *TINY, "--max-iters", "2").returncode == 0
-    weights = run / "model.safetensors"
+    checkpoint = current_checkpoint(run)
+    weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:64])
-    state = (run / "train_state.pt").read_bytes()
+    state = (checkpoint / "train_state.pt").read_bytes()
     one_line_error(cli("train", "--resume", run), "corrupt or truncated")
-    assert (run / "train_state.pt").read_bytes() == state and len(weights.read_bytes()) == 64
+    assert (checkpoint / "train_state.pt").read_bytes() == state and len(weights.read_bytes()) == 64
 
 
 def test_training_into_an_existing_run_is_refused(prepared, tmp_path, capsys, monkeypatch):

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import GlassError
-from ..fileio import atomic_write_text
+from ..fileio import append_line, atomic_write_text
 
 
 class ReportDir:
@@ -58,10 +58,7 @@ class ReportDir:
         return None
 
     def append(self, record: dict) -> None:
-        with open(self.samples_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.samples_file, json.dumps(record), sync=True)
         self.samples.append(record)
 
     def write_results(self, results: dict) -> Path:
