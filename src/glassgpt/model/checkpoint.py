@@ -7,11 +7,12 @@
       tokenizer.json       the tokenizer, when the model has one
 
 Every file goes through glassgpt.fileio's atomic writer (temporary file, fsync, rename),
-weights last. Loading trusts nothing: config.json's fields are type-checked, then compared
-with the architecture stored in the weights (an edited n_head is caught, though every shape
-still fits) and with the tensor shapes in the safetensors header, all before the model is
-built, so a wrong vocab_size never allocates anything and the error names config.json and
-the field.
+weights first: if the config cannot follow, the weights' own copy of it says so at load.
+
+Loading trusts nothing: config.json's fields are type-checked, then compared with the
+architecture stored in the weights (an edited n_head is caught, though every shape still
+fits) and with the tensor shapes in the safetensors header, all before the model is built,
+so a wrong vocab_size never allocates anything and the error names config.json and the field.
 """
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ def save(model: GPT, path: str | os.PathLike, tokenizer=None, metadata: dict | N
     """Write config, tokenizer and weights into directory `path` (created if needed)."""
     path = make_dirs(path)
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    atomic_write_text(path / CONFIG, model.config.to_json())
-    if tokenizer is not None:
-        tokenizer.save(path / TOKENIZER)
     metadata = {**{k: str(v) for k, v in (metadata or {}).items()},
                 "config": json.dumps(model.config.architecture(), sort_keys=True),
                 "config_sha256": model.config.fingerprint()}
     with atomic_path(path / WEIGHTS) as tmp:
         save_model(model, str(tmp), metadata=metadata)
+    if tokenizer is not None:
+        tokenizer.save(path / TOKENIZER)
+    atomic_write_text(path / CONFIG, model.config.to_json())
     return path
 
 

@@ -21,14 +21,15 @@ RUN_CONTENTS = {"checkpoint.json", "checkpoints", "train_config.json", "config.j
                 "tokenizer.json", "log.jsonl", "loss.png", "best", "train_state.pt", LOCK}
 
 
-def kind_of(path: Path) -> str:
-    """missing | file | empty | run | model | data | other."""
+def kind_of(path: Path, inputs: Path | None = None) -> str:
+    """missing | file | empty | run | model | data | other. `inputs` (the data a run reads)
+    does not count when it lies inside `path`: a run may keep its own data."""
     path = Path(path)
     if not path.exists():
         return "missing"
     if not path.is_dir():
         return "file"
-    names = {p.name for p in path.iterdir() if p.name != LOCK and not is_temporary(p)}
+    names = {p.name for p in path.iterdir() if p.name != LOCK and not is_temporary(p) and not _holds(p, inputs)}
     if not names:
         return "empty"
     if names & set(RUN_FILES):
@@ -40,6 +41,13 @@ def kind_of(path: Path) -> str:
     return "other"
 
 
+def _holds(entry: Path, inputs: Path | None) -> bool:
+    if inputs is None:
+        return False
+    inputs, entry = Path(inputs).resolve(), entry.resolve()
+    return inputs == entry or entry in inputs.parents
+
+
 def check_prepare_output(out_dir: Path) -> None:
     kind = kind_of(out_dir)
     if kind == "file":
@@ -49,9 +57,10 @@ def check_prepare_output(out_dir: Path) -> None:
                          f"data into a directory of its own, e.g. -o {Path(out_dir).parent / 'data'}")
 
 
-def check_train_output(run_dir: Path, force: bool = False) -> None:
-    """A new run goes into a missing or empty directory, or (force) one holding other files."""
-    kind = kind_of(run_dir)
+def check_train_output(run_dir: Path, force: bool = False, data_dir: Path | None = None) -> None:
+    """A new run goes into a missing or empty directory (its own data_dir may be inside),
+    or (force) one holding other files."""
+    kind = kind_of(run_dir, data_dir)
     if kind == "file":
         raise GlassError(f"-o {run_dir} is a file: give a directory for the run")
     if kind == "run" and not force:
