@@ -16,6 +16,7 @@ so a wrong vocab_size never allocates anything and the error names config.json a
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -113,7 +114,7 @@ def check_weights_fit(path: Path, config: GPTConfig) -> None:
             if name in trained and trained[name] != value:
                 raise CheckpointError(f"{file}: {name} is {value!r} but the weights were trained with "
                                       f"{trained[name]!r}: set it back to {trained[name]!r}")
-    expected = expected_shapes(config)
+    expected = expected_shapes(config.replace(dropout=0.0))
     if expected == shapes:
         return
     inferred = fields_from_shapes(shapes)
@@ -129,6 +130,7 @@ def check_weights_fit(path: Path, config: GPTConfig) -> None:
                                   f"fix config.json (or use the weights it belongs to)")
 
 
+@functools.lru_cache(maxsize=16)
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     """The tensors `save` writes for `config`, from a model built on the meta device (no memory)."""
     with torch.device("meta"):

@@ -35,6 +35,9 @@ def compile_pattern(pattern: str) -> regex.Pattern:
         compiled = regex.compile(resolve_pattern(pattern))
     except (regex.error, TypeError) as e:
         raise GlassError(f"bad pre-tokenization pattern {pattern!r}: {e}") from None
+    if compiled.groups:
+        raise GlassError(f"the pre-tokenization pattern {pattern!r} has capturing groups, which would make "
+                         f"findall return the groups instead of the pieces: write (?:...) instead of (...)")
     if not is_builtin(pattern):
         check_pattern_speed(compiled)
     return compiled
