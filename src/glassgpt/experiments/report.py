@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import GlassError
-from ..fileio import append_line, atomic_write_text
+from ..fileio import append_line, atomic_write_text, check_writable
 
 
 class ReportDir:
@@ -26,7 +26,7 @@ class ReportDir:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise GlassError(f"{self.path} is a file: give a directory for the report with -o")
-        self.path.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path)
         self.settings = json.loads(json.dumps(settings))        # plain JSON types, for comparing
         self.samples_file = self.path / "samples.jsonl"
         settings_file = self.path / "settings.json"
