@@ -423,6 +423,19 @@ def test_commands_refuse_directories_that_hold_something_else(bench):
     assert (bench.root / "stuff" / "notes.txt").read_text() == "mine"
 
 
+def test_a_run_stopped_before_its_first_checkpoint_can_simply_start_again(bench):
+    run = bench.root / "unsaved"
+
+    def disk_full(stage, path):
+        if "checkpoints" in path.parts:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with hooked(disk_full), pytest.raises(FileError):
+        train(bench.data, run, model_config(), settings(), progress=False)
+    with pytest.raises(CheckpointError, match="not a resumable run .* start a new one with `glassgpt train DATA_DIR"):
+        train(None, run, resume=True, progress=False)
+    assert train(bench.data, run, model_config(), settings(), progress=False).step == STEPS    # no circle
+
+
 def test_token_files_made_with_another_tokenizer_are_refused(bench):
     data = bench.root / "mixed"
     shutil.copytree(bench.data, data)

@@ -14,7 +14,8 @@ from ..fileio import is_temporary
 from ..locks import LOCK
 
 DATA_FILES = ("train.bin", "val.bin", "meta.json")
-RUN_FILES = ("checkpoint.json", "train_config.json", "train_state.pt")
+RUN_FILES = ("checkpoint.json", "train_state.pt")         # a run that has saved something
+UNSAVED_RUN_FILES = {"train_config.json", "log.jsonl", "loss.png", "best", "checkpoints"}
 MODEL_FILES = ("config.json", "model.safetensors")
 # everything a training run writes at its top level
 RUN_CONTENTS = {"checkpoint.json", "checkpoints", "train_config.json", "config.json", "model.safetensors",
@@ -22,8 +23,9 @@ RUN_CONTENTS = {"checkpoint.json", "checkpoints", "train_config.json", "config.j
 
 
 def kind_of(path: Path, inputs: Path | None = None) -> str:
-    """missing | file | empty | run | model | data | other. `inputs` (the data a run reads)
-    does not count when it lies inside `path`: a run may keep its own data."""
+    """missing | file | empty | unsaved (a run stopped before its first checkpoint: nothing to
+    lose) | run | model | data | other. `inputs` (the data a run reads) does not count when
+    it lies inside `path`: a run may keep its own data."""
     path = Path(path)
     if not path.exists():
         return "missing"
@@ -34,6 +36,8 @@ def kind_of(path: Path, inputs: Path | None = None) -> str:
         return "empty"
     if names & set(RUN_FILES):
         return "run"
+    if "train_config.json" in names and names <= UNSAVED_RUN_FILES | {"config.json", "tokenizer.json"}:
+        return "unsaved"
     if set(MODEL_FILES) <= names:
         return "model"
     if names & set(DATA_FILES):
