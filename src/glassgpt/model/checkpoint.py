@@ -63,7 +63,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer:
     if tokenizer and (path / TOKENIZER).is_file():
         from ..tokenizer import Tokenizer
         tok = Tokenizer.load(path / TOKENIZER)
-    model = GPT(config, tokenizer=tok, verbose=False)
+    model = GPT(config, tokenizer=tok)
     try:
         missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
@@ -134,7 +134,7 @@ def check_weights_fit(path: Path, config: GPTConfig) -> None:
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     """The tensors `save` writes for `config`, from a model built on the meta device (no memory)."""
     with torch.device("meta"):
-        model = GPT(config, verbose=False)
+        model = GPT(config)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if config.tie_embeddings:
         shapes.pop("unembed.weight", None)

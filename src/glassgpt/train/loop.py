@@ -147,7 +147,9 @@ class Trainer:
         seed_everything(config.seed)                    # the same initial weights on every process
         if state is None and init_from is None:
             model_config = (model_config or GPTConfig.preset("small")).replace(vocab_size=tokenizer.vocab_size)
-            self.model = GPT(model_config, verbose=self.show)
+            self.model = GPT(model_config)
+            if self.show:
+                print(self.model.summary(), file=sys.stderr)
         else:
             source = weights_of(run_dir if state is not None else init_from)
             self.model = load(source, device="cpu", tokenizer=False).train()
