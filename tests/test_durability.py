@@ -470,6 +470,33 @@ def test_a_full_disk_while_writing_any_file_names_the_file_and_what_to_do(tmp_pa
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["report.json"]
 
 
+@pytest.mark.parametrize("code, hint", [(errno.EROFS, "the file system is read-only: choose a location"),
+                                        (errno.EACCES, "check its permissions or choose another location"),
+                                        (errno.EDQUOT, "your disk quota is used up")])
+def test_file_system_errors_of_any_command_are_one_line(bench, code, hint, capsys):
+    def refuse(stage, path):
+        raise OSError(code, os.strerror(code))
+    out = bench.root / f"tok-{code}.json"
+    with hooked(refuse):
+        assert cli("tokenizer", "train", bench.root / "corpus.txt", "--char", "-o", out) == 2
+        assert cli("train", bench.data, "-o", bench.root / f"run-{code}", "--n-layer", "1", "--d-model", "16",
+                   "--n-head", "2", "--context-length", "8", "--max-iters", "1", "--device", "cpu") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2
+    for line in errors:
+        assert line.startswith("error: cannot write ") and os.strerror(code) in line and hint in line, line
+    assert not out.exists()
+
+
+def test_init_from_on_the_command_line(bench, capsys):
+    new = bench.root / "cli-init"
+    assert cli("train", bench.data, "-o", new, "--init-from", bench.root / "whole", "--max-iters", "1",
+               "--eval-iters", "1", "--batch-size", "2", "--device", "cpu") == 0
+    assert load(new).config == load(bench.root / "whole").config
+    assert cli("train", bench.data, "-o", bench.root / "x", "--init-from", bench.root / "whole", "--n-layer", "2") == 2
+    assert "the model comes from --init-from" in capsys.readouterr().err
+
+
 def test_the_atomic_writer_keeps_permissions_and_respects_the_umask(tmp_path):
     kept = tmp_path / "kept.txt"
     kept.write_text("x")
