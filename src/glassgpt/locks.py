@@ -42,6 +42,8 @@ class DirectoryLock:
             fd = self._open()
             if fcntl is None or self._flock(fd):
                 break
+        else:
+            raise self._locked(None)
         previous = _read_owner(fd)
         if previous and previous.get("pid") != os.getpid():
             self.say(f"note: took over the lock on {self.directory} left by process {_describe(previous)}, "

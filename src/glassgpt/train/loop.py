@@ -86,8 +86,10 @@ def train(data_dir, out_dir, model_config: GPTConfig | None = None, train_config
         raise GlassError("the architecture of a run started --init-from comes from its weights: "
                          "drop the model settings")
     main = os.environ.get("RANK", "0") == "0"           # under torchrun, rank 0 owns the run directory
-    if main and not resume:
-        check_train_output(run_dir, force, data_dir)               # refuse quickly, before any work
+    if resume:
+        load_run_config(run_dir)                         # not a run: say so before creating anything
+    elif main:
+        check_train_output(run_dir, force, data_dir)     # refuse quickly, before any work
     with DirectoryLock(run_dir, "training run", say) if main else contextlib.nullcontext():
         if main:
             for note in recover(run_dir):
@@ -99,7 +101,7 @@ def train(data_dir, out_dir, model_config: GPTConfig | None = None, train_config
             data_dir = Path(data_dir) if data_dir is not None else saved_data_dir
         else:
             if main:
-                check_train_output(run_dir, force, data_dir)       # again: now no one else can be writing here
+                check_train_output(run_dir, force, data_dir)   # again: now no one else can be writing here
                 clear_run(run_dir)
             state, config = None, train_config or TrainConfig()
         procs, device = distributed.start(pick_device(config.device))
