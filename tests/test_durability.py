@@ -7,8 +7,10 @@ steps lost at most); the tests assert on the rows, and
 
 prints the table. A kill -9 is simulated by copying the run directory at a fault point
 (`glassgpt.fileio.FAULT_HOOK`): the copy is exactly what the disk holds if the process
-died there, and each copy must resume. Two real subprocesses check a real kill -9 and
-SIGTERM; the rest run in this process on a one-layer, 16-wide, char-level model.
+died there, and each copy must resume. Real processes (forked from this one, so torch is
+not imported again) take a real kill -9, a real SIGTERM, and two trainings started at once;
+the rest runs in this process, on a one-layer, 16-wide, char-level model. Steps lost are
+the steps since the last published checkpoint (here eval_interval = 2).
 """
 from __future__ import annotations
 
@@ -647,5 +649,7 @@ if __name__ == "__main__":
             bench = Bench(Path(root))
             rows = [scenario(bench) for scenario in SCENARIOS]
     print(table(rows))
-    print(f"\n{sum(r['injected'] for r in rows)} faults injected in {time.perf_counter() - started:.0f} s; "
-          f"every run resumed to step {STEPS} with the uninterrupted run's weights bit for bit")
+    print(f"\n{sum(r['injected'] for r in rows)} faults injected in {time.perf_counter() - started:.0f} s. Every "
+          f"interrupted run resumed from its last published checkpoint; the runs resumed to step {STEPS} ended "
+          f"with the uninterrupted run's weights bit for bit. Steps lost: those since that checkpoint "
+          f"(eval_interval = {FIRST_SAVE} here).")
