@@ -124,6 +124,18 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def fsync_tree(path: Path) -> None:
+    """fsync every file under `path` and every directory, before publishing it by a rename."""
+    if not DURABLE:
+        return
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            fsync_file(file)
+        elif file.is_dir():
+            fsync_dir(file)
+    fsync_dir(Path(path))
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in `path` durable (best effort: some systems cannot open directories)."""
     if not DURABLE:
@@ -234,10 +246,11 @@ def _mode_for(path: Path) -> int:
     0666 minus the umask, as `open` would give."""
     with contextlib.suppress(OSError):
         return stat.S_IMODE(os.stat(path).st_mode)
-    return 0o666 & ~_umask()
+    return 0o666 & ~umask()
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask."""
     with contextlib.suppress(OSError, ValueError):
         with open("/proc/self/status", encoding="ascii") as f:      # Linux: read it without changing it
             for line in f:

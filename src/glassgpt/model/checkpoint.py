@@ -13,6 +13,9 @@ Loading trusts nothing: config.json's fields are type-checked, then compared wit
 architecture stored in the weights (an edited n_head is caught, though every shape still
 fits) and with the tensor shapes in the safetensors header, all before the model is built,
 so a wrong vocab_size never allocates anything and the error names config.json and the field.
+
+`load` also reads a local Hugging Face GPT-2 directory (its config.json says
+"model_type": "gpt2"), through `glassgpt.interop.hf`.
 """
 from __future__ import annotations
 
@@ -49,8 +52,12 @@ def save(model: GPT, path: str | os.PathLike, tokenizer=None, metadata: dict | N
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer: bool = True) -> GPT:
-    """Load a checkpoint directory written by `save` (or by training) as a GPT in eval mode."""
+    """Load a checkpoint directory written by `save` (or by training), or a local Hugging
+    Face GPT-2 directory, as a GPT in eval mode."""
     path = Path(path)
+    if path.is_dir() and _is_hf_directory(path):
+        from ..interop.hf import load_hf   # the interop layer, imported on use: it builds on this module
+        return load_hf(path, device=device, tokenizer=tokenizer)
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a directory: give a run directory made by `glassgpt train`")
     for needed in (CONFIG, WEIGHTS):
@@ -75,6 +82,14 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer:
         raise CheckpointError(f"{path / WEIGHTS} does not match config.json (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}): the files come from different models")
     return model.to(device).eval()
+
+
+def _is_hf_directory(path: Path) -> bool:
+    try:
+        data = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model_type" in data
 
 
 def read_config(path: str | os.PathLike) -> GPTConfig:
