@@ -74,5 +74,6 @@ def check_train_output(run_dir: Path, force: bool = False, data_dir: Path | None
     if kind in ("model", "data", "other") and not force:
         what = {"model": "a saved model", "data": "prepared data",
                 "other": "other files"}[kind]
+        force_does = "replace it" if kind == "model" else "write the run beside them"
         raise GlassError(f"{run_dir} holds {what}, not a training run: choose an empty or new -o "
-                         f"(or --force to write the run beside them)")
+                         f"(or --force to {force_does})")
