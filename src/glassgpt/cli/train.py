@@ -12,10 +12,10 @@ MODEL_OPTIONS = ("d_model", "n_layer", "n_head", "d_ff", "context_length", "posi
                  "activation", "bias", "tie_embeddings", "dropout")
 TRAIN_OPTIONS = ("batch_size", "grad_accum", "max_iters", "max_seconds", "lr", "min_lr", "warmup_iters",
                  "weight_decay", "grad_clip", "eval_interval", "eval_iters", "log_interval", "seed",
-                 "device", "precision", "compile", "threads", "teacher")
+                 "device", "precision", "compile", "threads", "teacher", "prefetch")
 # settings a resumed run may change: how long, and where/how it runs
 RESUMABLE = ("max_iters", "max_seconds", "eval_interval", "log_interval", "device", "precision", "compile",
-             "threads")
+             "threads", "prefetch")
 
 
 def register(subparsers) -> None:
@@ -45,7 +45,12 @@ def register(subparsers) -> None:
         t.add_argument("--" + name.replace("_", "-"), type=kind)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    t.add_argument("--compile", nargs="?", const="on", choices=("auto", "on", "off"),
+                   help="torch.compile the model: auto (default) compiles when the run is long enough for the "
+                        "compile time to pay back; --compile forces it on, --no-compile off")
+    t.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    t.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=None,
+                   help="gather the next batches on a background thread (default on)")
     t.add_argument("--teacher", metavar="RUN", type=lambda run: str(Path(run).resolve()),
                    help="distil this trained run (same tokenizer): learn its next-token distributions, "
                         "e.g. to make a draft model for speculative decoding")

@@ -22,6 +22,8 @@ from ..errors import ConfigError, GlassError
 from ..fileio import atomic_write_text
 from ..runtime import PRECISIONS
 
+COMPILE_MODES = ("auto", "on", "off")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -41,12 +43,17 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"              # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"           # auto | fp32 | bf16 | fp16 (auto: bf16 where it is fast)
-    compile: bool = False             # torch.compile the model
+    compile: str = "auto"             # torch.compile: on | off | auto (when it pays within the budget)
     threads: int | None = None        # CPU threads (None: torch's default)
     teacher: str | None = None        # a trained run to distil: learn its next-token distributions
+    prefetch: bool = True             # gather the next batches on a background thread
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.compile, bool):            # runs saved before `auto`: true / false
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         for name in ("batch_size", "grad_accum", "warmup_iters", "eval_interval", "eval_iters", "log_interval"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "warmup_iters" else 1):
