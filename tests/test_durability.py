@@ -530,7 +530,7 @@ def test_the_atomic_writer_keeps_permissions_and_respects_the_umask(tmp_path):
     ("checkpoint_seconds", 0.0, "checkpoint_seconds must be more than 0"),
     ("seed", -1, "seed must be at least 0"),
     ("precision", "fp8", "precision must be one of"),
-    ("compile", "yes", "compile must be bool"),
+    ("compile", "yes", "compile must be one of auto, on, off"),
     ("teacher", 3, "teacher must be str or None"),
 ])
 def test_each_invalid_training_setting_is_a_one_line_error(field, value, message):

@@ -13,7 +13,7 @@ MODEL_OPTIONS = ("d_model", "n_layer", "n_head", "d_ff", "context_length", "posi
                  "activation", "bias", "tie_embeddings", "dropout")
 # settings a resumed run may change: how long, and where/how it runs
 RESUMABLE = ("max_iters", "max_seconds", "eval_interval", "log_interval", "checkpoint_seconds", "device",
-             "precision", "compile", "threads")
+             "precision", "compile", "threads", "prefetch")
 
 
 def register(subparsers) -> None:
@@ -42,14 +42,18 @@ def register(subparsers) -> None:
     t = p.add_argument_group("training (checked by glassgpt.train.TrainConfig)")
     for f in train_fields():
         flag, help_text = "--" + f.name.replace("_", "-"), f"{f.metadata['help']} (default {f.default})"
-        if f.name == "compile":
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif f.name == "teacher":
+        if f.name == "teacher":
             t.add_argument(flag, metavar="RUN", type=lambda run: str(Path(run).resolve()),
                            help=help_text + "; e.g. to make a draft model for speculative decoding")
         else:
             kind = {"int": int, "float": float}.get(str(f.type).split()[0], str)     # "int | None" -> int
             t.add_argument(flag, type=kind, help=help_text)
+    t.add_argument("--compile", nargs="?", const="on", choices=("auto", "on", "off"),
+                   help="torch.compile the model: auto (default) compiles when the run is long enough for the "
+                        "compile time to pay back; --compile forces it on, --no-compile off")
+    t.add_argument("--no-compile", dest="compile", action="store_const", const="off")
+    t.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=None,
+                   help="gather the next batches on a background thread (default on)")
     p.set_defaults(func=run)
 
 
@@ -64,7 +68,8 @@ def run(args) -> int:
     from ..train import TrainConfig, train
     from ..train.config import load_run_config
 
-    given = {f.name: getattr(args, f.name) for f in train_fields() if getattr(args, f.name) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
     model_given = [n for n in MODEL_OPTIONS if getattr(args, n) is not None] + (["preset"] if args.preset else [])
     if args.resume:
         fixed = sorted(set(given) - set(RESUMABLE))

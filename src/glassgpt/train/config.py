@@ -23,6 +23,8 @@ from ..errors import ConfigError, GlassError
 from ..fileio import atomic_write_text
 from ..runtime import PRECISIONS
 
+COMPILE_MODES = ("auto", "on", "off")
+
 
 def whole(minimum: int | None = None, optional: bool = False):
     """A check: an integer (not a bool, not 2.5), at least `minimum`; None allowed if optional."""
@@ -94,14 +96,18 @@ class TrainConfig:
     seed: int = setting(1337, whole(0), "seed of the initial weights, batches and dropout")
     device: str = setting("auto", kind(str), "auto | cpu | cuda | cuda:N | mps")
     precision: str = setting("auto", one_of(*PRECISIONS), "auto | fp32 | bf16 | fp16 (auto: bf16 where it is fast)")
-    compile: bool = setting(False, kind(bool), "torch.compile the model")
+    compile: str = setting("auto", one_of(*COMPILE_MODES),
+                           "torch.compile: on | off | auto (when it pays back within the run's budget)", flag=False)
     threads: int | None = setting(None, whole(1, optional=True), "CPU threads (None: torch's default)")
     teacher: str | None = setting(None, kind(str, type(None)),
                                   "a trained run to distil: learn its next-token distributions")
+    prefetch: bool = setting(True, kind(bool), "gather the next batches on a background thread", flag=False)
 
     def __post_init__(self):
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.compile, bool):            # runs saved before `auto`: true / false
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
         for f in dataclasses.fields(self):
             problem = f.metadata["check"](getattr(self, f.name))
             if problem:

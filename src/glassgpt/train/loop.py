@@ -42,11 +42,13 @@ from ..model import GPT, GPTConfig, load
 from ..runtime import autocast, pick_device, pick_precision, set_threads
 from . import distributed
 from .config import RUN_CONFIG, TrainConfig, load_run_config, save_run_config
-from .data import RandomBatches, fixed_batches, open_tokens
+from .data import PrefetchedBatches, RandomBatches, fixed_batches, open_tokens
 from .directories import check_train_output
 from .plot import plot_losses
 from .prepare import TOKENIZER, TRAIN, VAL, check_data, read_meta
 from .schedule import learning_rate, progress
+from .speed import (CompileDecision, PrecisionChoice, choose_precision, decide_compile, known_compile,
+                    remember_compile, shape_key, time_precisions, use_compile_caches)
 from .state import (BEST, CHECKPOINTS, LOG, PLOT, POINTER, STATE, append_log, current_checkpoint, load_train_state,
                     recover, restore_rng, rng_state, save_best, save_checkpoint, truncate_log)
 
@@ -139,7 +141,6 @@ class Trainer:
                  state: dict | None, procs: distributed.Processes, device: torch.device, progress: bool,
                  init_from=None):
         self.run_dir, self.config, self.procs, self.device = run_dir, config, procs, device
-        self.precision = pick_precision(device, config.precision)
         self.show = progress and procs.is_main
         set_threads(config.threads)
         meta = read_meta(data_dir)
@@ -161,14 +162,17 @@ class Trainer:
         T = self.model.config.context_length
         self.batches = RandomBatches(open_tokens(data_dir / TRAIN, meta["dtype"]), config.batch_size, T,
                                      device, seed=config.seed + 1000 * (procs.rank + 1))
+        if config.prefetch:
+            self.batches = PrefetchedBatches(self.batches)
         self.val_batches = fixed_batches(open_tokens(data_dir / VAL, meta["dtype"]), config.eval_iters,
                                          config.batch_size, T, device, seed=config.seed)
         self.teacher = load_teacher(config.teacher, self.model, device) if config.teacher else None
         self.optimizer = make_optimizer(self.model, config, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self.step, self.elapsed, self.best_val = 0, 0.0, None
         self.saved_step, self.saved_at = None, time.perf_counter()      # the last published checkpoint
         self.signals = StopSignals(self.say)
+        self.choose_speed(state)                        # precision and compile: measured, or as the run began
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         torch.manual_seed(config.seed + procs.rank)     # dropout differs between processes
         if state is not None:
             self.restore(state)
@@ -190,9 +194,61 @@ class Trainer:
         self.saved_step = self.step
         self.batches.set_state(restore_rng(state["rng"][self.procs.rank]))
 
+    def choose_speed(self, state: dict | None) -> None:
+        """The precision (auto: the faster of fp32 and bf16 on a CPU with native bf16) and whether
+        to compile (auto: when it pays within the run's budget). A resumed run keeps its choices."""
+        config, device = self.config, self.device
+        probe = self.probe_batch()
+        saved = state or {}
+        if config.precision == "auto" and saved.get("precision"):
+            choice = PrecisionChoice(saved["precision"], f"precision: {saved['precision']} (as the run began)")
+        else:
+            choice = choose_precision(self.model, probe, device, config.precision, pick_precision(device, "auto"))
+        self.precision = choice.precision
+        self.compile_key = shape_key(self.model.config, config.batch_size, self.precision, device.type)
+        self.eager_seconds = None                      # forward + backward, measured when compiling is weighed
+        if config.compile == "auto" and "compiled" in saved:
+            decision = CompileDecision(saved["compiled"], f"compile: {'on' if saved['compiled'] else 'off'} "
+                                                          f"(as the run began)")
+        else:
+            decision = decide_compile(config.compile, self.budget_seconds(saved, choice, probe),
+                                      known_compile(self.compile_key), device.type)
+        self.compiled = decision.compile
+        if self.procs.distributed:                     # every process takes rank 0's choices
+            shared = [self.precision, self.compiled]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            self.precision, self.compiled = shared
+        if self.show:
+            self.say(f"{choice.reason}; {decision.reason}")
+        if self.compiled:
+            use_compile_caches()
+
+    def probe_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random tokens of a training batch's shape, for timing (the data's generator is left alone)."""
+        g = torch.Generator().manual_seed(0)
+        T, V = self.model.config.context_length, self.model.config.vocab_size
+        ids = torch.randint(V, (self.config.batch_size, T + 1), generator=g).to(self.device)
+        return ids[:, :-1], ids[:, 1:]
+
+    def budget_seconds(self, saved: dict, choice, probe) -> float | None:
+        """How long the rest of the run will train: the time left, or the steps left times a
+        measured step (forward + backward, x1.2 for the optimizer and the batch)."""
+        config = self.config
+        budgets = []
+        if config.max_seconds is not None:
+            budgets.append(config.max_seconds - saved.get("elapsed", 0.0))
+        if config.max_iters is not None and config.compile == "auto":
+            if choice.timings is not None:
+                self.eager_seconds = choice.timings[choice.precision]
+            else:
+                self.eager_seconds = time_precisions(self.model, probe, self.device, (choice.precision,), 2)[
+                    choice.precision]
+            budgets.append((config.max_iters - saved.get("step", 0)) * self.eager_seconds * 1.2)
+        return min(budgets) if budgets else None
+
     def wrap(self, model: GPT):
         """The callable that runs training forward passes: compiled and/or DDP-wrapped."""
-        if self.config.compile:
+        if self.compiled:
             model = torch.compile(model)
         if self.procs.distributed:
             model = DistributedDataParallel(
@@ -226,7 +282,13 @@ class Trainer:
                     bar.total = self.step              # a time-limited run ends at 100% too
                     bar.refresh()
                     break
+                if self.compiled and self.step == start_step:       # the first compiled step compiles
+                    bar.set_postfix_str("compiling...")
+                    compile_start = time.perf_counter()
                 window_loss += self.train_step(learning_rate(config, self.step, fraction))
+                if self.compiled and self.step == start_step:
+                    self.compiled_first_step(time.perf_counter() - compile_start)
+                    window_start = time.perf_counter()       # compiling is not training speed
                 self.step += 1
                 window_steps += 1
                 bar.update(1)
@@ -257,6 +319,19 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, train_loss, val_loss, self.best_val,
                            self.tokens_per_step * self.step / max(self.elapsed, 1e-9) if trained else 0.0,
                            self.elapsed, self.model.eval())
+
+    def compiled_first_step(self, seconds: float) -> None:
+        """After the first compiled step: say what compiling cost, and remember it with the speedup
+        (compiled against eager forward + backward) for the next run's `--compile auto`."""
+        if self.eager_seconds is None:
+            self.eager_seconds = time_precisions(self.model, self.probe_batch(), self.device, (self.precision,),
+                                                 2)[self.precision]
+        compiled = time_precisions(self.forward, self.probe_batch(), self.device, (self.precision,), 2)[self.precision]
+        if self.show:
+            self.say(f"compiled in {seconds:.1f} s; forward + backward {self.eager_seconds * 1e3:.1f} ms eager, "
+                     f"{compiled * 1e3:.1f} ms compiled")
+        if self.procs.is_main:
+            remember_compile(self.compile_key, max(0.0, seconds - self.eager_seconds), self.eager_seconds / compiled)
 
     def train_step(self, lr: float) -> torch.Tensor:
         """One optimizer step over grad_accum micro-batches; returns the mean loss (no sync)."""
@@ -328,6 +403,7 @@ class Trainer:
                     "step": self.step, "elapsed": self.elapsed, "best_val_loss": self.best_val,
                     "val_loss": val_loss, "optimizer": self.optimizer.state_dict(),
                     "scaler": self.scaler.state_dict(), "rng": rngs,
+                    "precision": self.precision, "compiled": self.compiled,
                 })
                 plot_losses(self.records, self.run_dir / PLOT, title=f"{self.run_dir.name}: loss")
         self.saved_step, self.saved_at = self.step, time.perf_counter()
