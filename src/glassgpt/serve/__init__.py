@@ -1,0 +1,1 @@
+"""serve: glassgpt over HTTP (the glass page's API lives in `glass`)."""
