@@ -38,6 +38,11 @@ def f32(t: torch.Tensor) -> str:
     return base64.b64encode(np.ascontiguousarray(t.detach().float().cpu().numpy(), dtype="<f4").tobytes()).decode()
 
 
+def decode_f32(text: str) -> torch.Tensor:
+    """The inverse of `f32`: base64 float32 -> a flat float32 tensor."""
+    return torch.from_numpy(np.frombuffer(base64.b64decode(text), dtype="<f4").copy())
+
+
 def u8(t: torch.Tensor) -> str:
     """Values in [0, 1] as base64 of bytes 0..255 (for pictures only)."""
     b = (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
