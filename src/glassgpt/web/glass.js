@@ -106,7 +106,9 @@
       select.appendChild(o);
     }
     if (!list.models.length) { say("error", "this server has no models"); return; }
-    chooseModel(list.models[0].name);
+    const asked = STATIC ? null : new URL(window.location.href).searchParams.get("model");
+    const known = list.models.some((m) => m.name === asked);
+    chooseModel(known ? asked : list.models[0].name);
     if (STATIC) {
       $("prompt").value = window.GLASS_DATA.text;
       $("prompt").readOnly = true;
@@ -118,6 +120,11 @@
       $("prompt").value = url.searchParams.get("text") || "";
     }
     onType();
+    if (asked !== null && !known) {
+      say("error", `no model named ${JSON.stringify(asked)} on this server: showing ${JSON.stringify(state.model)} ` +
+        `(it has ${list.models.map((m) => m.name).join(", ")})`);
+      state.keepMessage = true;
+    }
   }
 
   function chooseModel(name) {
@@ -160,7 +167,8 @@
         state.traceText = text;
         state.position = data.position.position;
         setPosition(data.position);
-        say(data.warning ? "warning" : "", data.warning || "");
+        if (!state.keepMessage) say(data.warning ? "warning" : "", data.warning || "");
+        state.keepMessage = false;
         state.matrix = null;
         renderAll();
         await openHead(state.openHead[0], state.openHead[1], false);
