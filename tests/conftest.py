@@ -32,7 +32,7 @@ def train_char_model(steps: int = 80, seed: int = 0):
     tok = Tokenizer.chars(GLASS_CORPUS)
     torch.manual_seed(seed)
     model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=64, d_model=48, n_layer=2,
-                                 n_head=3), tokenizer=tok, verbose=False)
+                                 n_head=3), tokenizer=tok)
     ids = torch.tensor(tok.encode(GLASS_CORPUS))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)

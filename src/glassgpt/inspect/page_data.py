@@ -24,7 +24,9 @@ import torch
 from ..errors import GlassError
 from .ablation import removed
 from .lens import lens_logits
-from .trace import LN2, Trace, evaluating, fit_context, json_safe, token_text, trace
+from ..jsonsafe import json_safe
+from ..model.inputs import crop_to_context
+from .trace import LN2, Trace, evaluating, token_text, trace
 
 THUMB = 64            # attention thumbnails are at most THUMB x THUMB (max-pooled when longer)
 TOP = 20              # bars in the output view
@@ -129,7 +131,7 @@ def encode(model, text=None, ids=None) -> tuple[list[int], int, int]:
     total = len(ids)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ids, dropped = fit_context(ids, model.config.context_length)
+        ids, dropped = crop_to_context(ids, model.config.context_length)
     return ids, total, dropped
 
 

@@ -49,7 +49,8 @@ from ..errors import GlassError
 from ..generate import SamplerChain, SamplingParams, Session
 from ..inspect import page_data
 from ..inspect.lens import logit_lens
-from ..inspect.trace import json_safe, token_text
+from ..inspect.trace import token_text
+from ..jsonsafe import json_safe
 
 MAX_SESSIONS = 32
 MAX_STEPS = 512              # steps kept per session
