@@ -57,15 +57,16 @@ def glass_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def glass_server(glass_run):
-    """A live server with the glass API and page on a free loopback port: (base url, model)."""
+    """`glassgpt serve`'s app (OpenAI endpoints, the glass API, the page at /) on a free
+    loopback port: (base url, model)."""
     import uvicorn
 
-    from glassgpt.serve.glass import glass_app
+    from glassgpt.serve import create_app
     path, model = glass_run
-    app = glass_app({"demo": model})
+    app = create_app({"demo": model})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30

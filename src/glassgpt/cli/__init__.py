@@ -24,6 +24,7 @@ COMMANDS = [
     "view",
     "ablate",
     "experiment",
+    "serve",
 ]
 
 

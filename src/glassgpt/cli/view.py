@@ -34,20 +34,20 @@ def run(args) -> int:
         raise GlassError("the glass page needs the server packages: pip install 'glassgpt[serve]'") from None
     from ..model import load
     from ..runtime import pick_device
-    from ..serve.glass import glass_app
+    from ..serve import create_app
 
     device = pick_device(args.device)
     names = [run_name(r) for r in args.runs]
     if len(set(names)) != len(names):
         raise GlassError(f"two runs have the same name ({', '.join(names)}): the page names models by directory")
     models = {name: load(r, device=device) for name, r in zip(names, args.runs)}
-    app = glass_app(models)
+    app = create_app(models)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
     if args.text:
         url += f"?text={quote(args.text)}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
 
     def announce():
         while not server.started:
