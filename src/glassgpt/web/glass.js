@@ -19,8 +19,11 @@
 
   // -- talking to the server, or reading the inline data -----------------------------------------
   async function api(path, body, method) {
-    const options = body === undefined ? { method: method || "GET" } :
-      { method: method || "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+    const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+    const key = $("api-key").value || sessionStorage.getItem("glass-api-key");
+    if (key) headers.Authorization = "Bearer " + key;
+    const options = body === undefined ? { method: method || "GET", headers } :
+      { method: method || "POST", headers, body: JSON.stringify(body) };
     let response;
     try {
       response = await fetch("glass/" + path, options);
@@ -29,6 +32,10 @@
     }
     let data;
     try { data = await response.json(); } catch (e) { throw new Error("the server sent no JSON (HTTP " + response.status + ")"); }
+    if (response.status === 401) {                // `glassgpt serve --api-key`: the page asks for the key
+      $("api-key-box").style.display = "";
+      throw new Error("this server wants an API key: type it in the box at the top right, then edit the text");
+    }
     if (!response.ok) throw new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
     return data;
   }
@@ -88,9 +95,10 @@
   function fmt(p) { return p >= 0.001 || p === 0 ? p.toFixed(4) : p.toExponential(2); }
 
   // -- start -----------------------------------------------------------------------------------------
+  let wired = false;
   async function start() {
     if (STATIC) document.body.classList.add("static");
-    wireControls();
+    if (!wired) { wireControls(); wired = true; }
     let list;
     try {
       list = await provider.models();
@@ -543,6 +551,10 @@
 
   function wireControls() {
     $("prompt").addEventListener("input", onType);
+    $("api-key").addEventListener("change", () => {
+      sessionStorage.setItem("glass-api-key", $("api-key").value);
+      if (!state.models.length) start(); else onType();
+    });
     $("model").addEventListener("change", (e) => { chooseModel(e.target.value); onType(); });
     const pair = (range, number) => {
       $(range).addEventListener("input", () => { $(number).value = $(range).value; controlChanged(); });
