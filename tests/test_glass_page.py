@@ -17,6 +17,7 @@ import torch
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -149,7 +150,21 @@ def test_page_loads_and_typing_shows_tokens(browser, glass_server):
     assert len(stages) == model.config.n_layer * 6 + 5            # embed, pos, 6 per block, norm, unembed, softmax
     assert len(browser.find_elements(By.CSS_SELECTOR, "#attention-grid .thumb")) == \
         model.config.n_layer * model.config.n_head
-    # hover tells probability and rank; a click on a stage shows its vector and norm
+    # hover tells probability, rank and entropy
+    ActionChains(browser).move_to_element(
+        browser.find_element(By.CSS_SELECTOR, "#tokens .tok[data-position='5']")).perform()
+    tip = wait(browser, "document.getElementById('tooltip').style.display === 'block' && "
+                        "document.getElementById('tooltip').textContent")
+    assert f"rank {int(t.next_rank[4])}" in tip and "entropy" in tip
+    assert f"p(this token) {t.next_prob[4].item():.4f}" in tip
+    # lines from the selected (last) position to the tokens it attends to, as wide as the weight
+    lines = browser.execute_script("return [...document.querySelectorAll('#attention-lines path')]"
+                                   ".map(p => [parseInt(p.dataset.key), parseFloat(p.dataset.weight)])")
+    row = t.attention[0, 0, -1]
+    assert lines and {k for k, _ in lines} == {k for k in range(len(t.ids)) if row[k] > 0.01}
+    for k, w in lines:
+        assert abs(w - row[k].item()) < 1e-5
+    # a click on a stage shows its vector and norm
     browser.find_element(By.CSS_SELECTOR, "#pipeline .stage[data-stage='blocks.1.ff']").click()
     caption = wait(browser, "document.getElementById('stage-caption') && "
                             "document.getElementById('stage-caption').textContent")
@@ -229,6 +244,15 @@ def test_clicking_a_head_takes_it_out(browser, glass_server):
     wait(browser, "window.glass.state.trace.removed.length === 0 && !window.glass.state.inFlight")
     for token, p, _ in bars(browser):
         assert abs(p - intact[token].item()) < 1e-4
+    # a stage of the pipeline: block 1's feed-forward
+    browser.find_element(By.CSS_SELECTOR, "#pipeline .stage[data-stage='blocks.1.ff']").click()
+    wait(browser, "window.glass.state.trace.removed.includes('feed-forward 1') && !window.glass.state.inFlight")
+    with torch.no_grad(), model.probing(edit={"blocks.1.ff.out": torch.zeros_like}):
+        probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1], -1)
+    for token, p, _ in bars(browser):
+        assert abs(p - probs[token].item()) < 1e-4
+    browser.find_element(By.ID, "ablation-reset").click()
+    wait(browser, "window.glass.state.trace.removed.length === 0 && !window.glass.state.inFlight")
     browser.find_element(By.ID, "cut-mode").click()
 
 
