@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 GLASS_CORPUS = "the cat sat on the mat. the dog sat on the log. a cat and a dog ran to the mat.\n" * 30
 
 
-def train_char_model(steps: int = 80, seed: int = 0):
+def train_char_model(steps: int = 60, seed: int = 0, window: int = 32):
     """A 2-layer, 3-head char-level GPT trained a few seconds on a repetitive corpus: its
     predictions are confident where the text is predictable and spread where it is not."""
     from glassgpt import Tokenizer
@@ -34,12 +34,12 @@ def train_char_model(steps: int = 80, seed: int = 0):
     model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=64, d_model=48, n_layer=2,
                                  n_head=3), tokenizer=tok)
     ids = torch.tensor(tok.encode(GLASS_CORPUS))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        starts = torch.randint(0, len(ids) - 65, (16,), generator=g)
-        x = torch.stack([ids[s:s + 64] for s in starts])
-        y = torch.stack([ids[s + 1:s + 65] for s in starts])
+        starts = torch.randint(0, len(ids) - window - 1, (16,), generator=g)
+        x = torch.stack([ids[s:s + window] for s in starts])
+        y = torch.stack([ids[s + 1:s + window + 1] for s in starts])
         loss = model(x, y).loss
         opt.zero_grad()
         loss.backward()
