@@ -24,15 +24,15 @@ import pytest  # noqa: E402
 GLASS_CORPUS = "the cat sat on the mat. the dog sat on the log. a cat and a dog ran to the mat.\n" * 30
 
 
-def train_char_model(steps: int = 60, seed: int = 0, window: int = 32):
+def train_char_model(steps: int = 60, seed: int = 0, window: int = 32, n_layer: int = 2):
     """A 2-layer, 3-head char-level GPT trained a few seconds on a repetitive corpus: its
     predictions are confident where the text is predictable and spread where it is not."""
     from glassgpt import Tokenizer
     from glassgpt.model import GPT, GPTConfig
     tok = Tokenizer.chars(GLASS_CORPUS)
     torch.manual_seed(seed)
-    model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=64, d_model=48, n_layer=2,
-                                 n_head=3), tokenizer=tok)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=64, d_model=48,
+                                 n_layer=n_layer, n_head=3), tokenizer=tok)
     ids = torch.tensor(tok.encode(GLASS_CORPUS))
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(seed)
@@ -56,14 +56,20 @@ def glass_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def glass_server(glass_run):
+def glass_draft():
+    """A weaker model with the same tokenizer (1 layer, a few steps): a draft that is sometimes wrong."""
+    return train_char_model(steps=12, seed=1, n_layer=1)
+
+
+@pytest.fixture(scope="session")
+def glass_server(glass_run, glass_draft):
     """`glassgpt serve`'s app (OpenAI endpoints, the glass API, the page at /) on a free
     loopback port: (base url, model)."""
     import uvicorn
 
     from glassgpt.serve import create_app
     path, model = glass_run
-    app = create_app({"demo": model})
+    app = create_app({"demo": model}, draft=glass_draft)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

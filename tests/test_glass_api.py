@@ -225,3 +225,26 @@ def test_view_cli_serves_the_page_and_rejects_bad_runs(glass_run, tmp_path, caps
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_speculative_step_is_seen(glass_server, glass_draft):
+    base, model = glass_server
+    _, info = call(base, "/glass/models")
+    assert info["draft"]["parameters"] == glass_draft.num_parameters()
+    _, s = call(base, "/glass/session", {"model": "demo", "text": "a dog ran"})
+    sid, start = s["id"], list(s["ids"])
+    for _ in range(4):
+        _, s = call(base, f"/glass/session/{s['id']}/step", {"temperature": 0, "draft": True, "draft_tokens": 3})
+        spec = s["steps"][-1]["speculative"]
+        assert 0 <= spec["accepted"] <= 3 and len(spec["tokens"]) == spec["accepted"] + 1
+        assert [t["id"] for t in spec["tokens"][:spec["accepted"]]] == [p["id"] for p in spec["proposed"]][
+            :spec["accepted"]]
+        assert [p["accepted"] for p in spec["proposed"]] == [i < spec["accepted"] for i in range(3)]
+        if spec["accepted"] < 3:                                  # the target's own token replaced a wrong draft
+            assert spec["target_token"]["replaces"]
+            assert spec["target_token"]["id"] != spec["proposed"][spec["accepted"]]["id"]
+    # at temperature 0 speculative decoding is greedy decoding of the target, checked k at a time
+    greedy = model.generate(start, temperature=0, max_new_tokens=len(s["ids"]) - len(start))[0].ids
+    assert s["ids"] == start + greedy
+    code, d = call(base, f"/glass/session/{sid}/step", {"draft": True, "token": 3})
+    assert code == 400 and d["error"]["param"] == "draft_tokens"

@@ -22,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from glassgpt.generate import SamplerChain, SamplingParams, Session
+from glassgpt.generate.speculative import speculative_step
 from glassgpt.inspect.lens import logit_lens
 from glassgpt.inspect.page_data import export_html
 
@@ -256,7 +257,7 @@ def test_clicking_a_head_takes_it_out(browser, glass_server):
     browser.find_element(By.ID, "cut-mode").click()
 
 
-def test_rewind_and_substitute_are_the_library_session(browser, glass_server):
+def test_rewind_and_substitute_are_the_library_session(browser, glass_server, glass_draft):
     base, model = glass_server
     open_page(browser, base, "the cat")
     set_controls(browser, temperature=0)
@@ -303,6 +304,21 @@ def test_rewind_and_substitute_are_the_library_session(browser, glass_server):
     steps[0].click()                                               # revisit the first step's distribution
     wait(browser, "document.querySelectorAll('#step-detail .bar').length > 0")
     shot(browser, "7-session", "session-view")
+    # 8. a speculative step: the draft's proposals, which the target accepted, its own token
+    set_controls(browser, temperature=0)
+    browser.find_element(By.ID, "use-draft").click()
+    expected = speculative_step(model, glass_draft, lib.ids, temperature=0, draft_tokens=4)
+    click_and_wait("session-sample")
+    lib.append(expected["tokens"])
+    assert session_ids() == lib.ids
+    chips = browser.execute_script("return [...document.querySelectorAll('#step-detail .speculative .tok')]"
+                                   ".map(e => [parseInt(e.dataset.id), e.className])")
+    n = expected["accepted"]
+    assert [c[0] for c in chips[:4]] == expected["proposed"]
+    assert ["accepted" in c[1] for c in chips[:4]] == [i < n for i in range(4)]
+    assert chips[4][0] == expected["tokens"][n] and "target" in chips[4][1]
+    shot(browser, "8-speculative", "session-view")
+    browser.find_element(By.ID, "use-draft").click()
     set_controls(browser)
 
 

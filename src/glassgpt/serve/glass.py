@@ -19,7 +19,9 @@ Endpoints (POST bodies are JSON; every one names its `model`, and a text as `tex
     POST /glass/session                    start a generation session {model, text} -> its state
     GET  /glass/session/{id}               the state: ids, pieces, the logits after the context, every step
     POST /glass/session/{id}/step          sample one token with {temperature, top_k, top_p, min_p, seed},
-                                           or append a chosen one {token}
+                                           or append a chosen one {token}, or with {draft: true,
+                                           draft_tokens: k} one speculative step: the draft's proposals,
+                                           which the target accepted, and its own token
     POST /glass/session/{id}/rewind        keep the first {position} tokens
     POST /glass/session/{id}/substitute    replace from {position} on with {text}
     POST /glass/session/{id}/undo          back to before the last change
@@ -47,6 +49,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import GlassError
 from ..generate import SamplerChain, SamplingParams, Session
+from ..generate.speculative import speculative_step
 from ..inspect import page_data
 from ..inspect.lens import logit_lens
 from ..inspect.trace import token_text
@@ -86,7 +89,7 @@ class GlassModels:
             raise GlassError("the glass page needs at least one model")
         self.models = {name: copy.deepcopy(m).eval() for name, m in models.items()}
         self.locks = {name: threading.Lock() for name in self.models}
-        self.draft = draft
+        self.draft = copy.deepcopy(draft).eval() if draft is not None else None
         self.traces: OrderedDict = OrderedDict()
         self.sessions: OrderedDict = OrderedDict()
         self.guard = threading.Lock()
@@ -161,7 +164,8 @@ def glass_router(models: dict, draft=None) -> APIRouter:
     async def models_(request: Request):
         return await call(request, lambda body: {
             "models": [page_data.model_info(n, m) for n, m in glass.models.items()],
-            "draft": getattr(draft, "name", None) if draft is not None else None})
+            "draft": None if glass.draft is None else {"parameters": glass.draft.num_parameters(),
+                                                       "config": json.loads(glass.draft.config.to_json())}})
 
     def do_trace(body):
         name, model = glass.model(body)
@@ -311,10 +315,24 @@ def glass_router(models: dict, draft=None) -> APIRouter:
             raise ApiError(400, f"seed must be a whole number, got {seed!r}", "seed")
         if len(session.ids) >= session.model.config.context_length:
             raise ApiError(400, f"the context is full ({len(session.ids)} tokens): rewind first", "id")
+        speculative = body.get("draft") is True
+        k = body.get("draft_tokens", 4)
+        if speculative and glass.draft is None:
+            raise ApiError(400, "this server has no draft model: start it with --draft DRAFT_RUN", "draft")
+        if speculative and (token is not None or isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16):
+            raise ApiError(400, "a speculative step samples (no token) with draft_tokens in 1 .. 16", "draft_tokens")
+        if speculative and glass.draft.config.vocab_size != V:
+            raise ApiError(400, "the draft's vocabulary differs from this model's", "draft")
+        spec, start = None, len(session.ids)
         with locked(s["model"]):
             logits = session.next_logits()                                       # (V,) before this step
             after = SamplerChain(params, V).probabilities(logits[None])[0]         # what the chain samples from
-            if token is None:
+            if speculative:
+                spec = speculative_step(session.model, glass.draft, session.ids, params, draft_tokens=k, seed=seed)
+                room = session.model.config.context_length - len(session.ids)
+                session.append(spec["tokens"][:room])
+                chosen, how = spec["tokens"][0], "speculative"
+            elif token is None:
                 g = session.generate(1, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                                      min_p=params.min_p, seed=seed)
                 if not g.ids:
@@ -326,12 +344,20 @@ def glass_router(models: dict, draft=None) -> APIRouter:
         raw = torch.softmax(logits, dim=-1)
         top = raw.topk(min(page_data.TOP, V)).indices.tolist()
         tok = session.tokenizer
-        step = {"position": len(session.ids) - 1, "id": chosen, "piece": token_text(tok, chosen), "how": how,
+        step = {"position": start, "id": chosen, "piece": token_text(tok, chosen), "how": how,
                 "settings": {"temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
                              "min_p": params.min_p, "seed": seed},
                 "prob": raw[chosen].item(), "prob_after": after[chosen].item(),
                 "top": [{"id": i, "piece": token_text(tok, i), "prob": raw[i].item(), "prob_after": after[i].item()}
                         for i in top]}
+        if spec is not None:
+            n = spec["accepted"]
+            step["speculative"] = {
+                "proposed": [{"id": i, "piece": token_text(tok, i), "accepted": j < n}
+                             for j, i in enumerate(spec["proposed"])],
+                "accepted": n, "tokens": [{"id": i, "piece": token_text(tok, i)} for i in spec["tokens"]],
+                "target_token": ({"id": spec["tokens"][n], "piece": token_text(tok, spec["tokens"][n]),
+                                  "replaces": n < len(spec["proposed"])} if n < len(spec["tokens"]) else None)}
         s["steps"] = (s["steps"] + [step])[-MAX_STEPS:]
         return state(s)
 

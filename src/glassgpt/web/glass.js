@@ -107,6 +107,11 @@
       return;
     }
     state.models = list.models;
+    if (list.draft) {
+      $("draft-box").style.display = "";
+      $("draft-box").title += ` (draft: ${list.draft.config.n_layer} layers × ${list.draft.config.d_model}, ` +
+        `${list.draft.parameters.toLocaleString()} parameters)`;
+    }
     const select = $("model");
     for (const m of list.models) {
       const o = document.createElement("option");
@@ -676,7 +681,9 @@
     if (!session()) return;
     const body = samplingBody();
     if (token !== null) body.token = token;
+    else if ($("use-draft").checked) { body.draft = true; body.draft_tokens = parseInt($("draft-tokens").value, 10) || 4; }
     await sessionCall(`session/${session().id}/step`, body);
+    if (session()) { state.openStep = session().steps.length - 1; renderSession(); }
   }
 
   async function editSession(what, body) {
@@ -710,7 +717,9 @@
     s.steps.forEach((step, k) => {
       const li = document.createElement("li");
       li.className = k === state.openStep ? "open" : "";
-      li.textContent = `@${step.position} ${JSON.stringify(step.piece)} ${step.how}, p ${fmt(step.prob)} → ${fmt(step.prob_after)}`;
+      li.textContent = step.speculative ? `@${step.position} ${step.speculative.tokens.map((t) => JSON.stringify(t.piece)).join(" ")}` +
+        ` speculative: ${step.speculative.accepted} of ${step.speculative.proposed.length} drafts accepted` :
+        `@${step.position} ${JSON.stringify(step.piece)} ${step.how}, p ${fmt(step.prob)} → ${fmt(step.prob_after)}`;
       li.addEventListener("click", () => { state.openStep = k; renderSession(); });
       $("session-steps").appendChild(li);
     });
@@ -725,8 +734,39 @@
         (step.settings.top_k ? `, top-k ${step.settings.top_k}` : "") + (step.settings.top_p ? `, top-p ${step.settings.top_p}` : "") +
         (step.settings.min_p ? `, min-p ${step.settings.min_p}` : "") + ` · bar = the distribution sampled from, tick = the model's`;
       detail.appendChild(head);
+      if (step.speculative) detail.appendChild(speculativeView(step.speculative));
       for (const a of step.top) detail.appendChild(bar(a.piece, a.id, a.prob_after, a.prob_after === 0, a.prob));
     }
+  }
+
+  // 8. speculative decoding, seen: the draft's proposals, accepted (green) or rejected (red), and
+  // the target's own token (its replacement for the first rejected draft, or one more after all)
+  function speculativeView(spec) {
+    const box = document.createElement("div");
+    box.className = "speculative";
+    const label = document.createElement("span");
+    label.textContent = "draft proposed: ";
+    box.appendChild(label);
+    for (const p of spec.proposed) {
+      const chip = document.createElement("span");
+      chip.className = "tok " + (p.accepted ? "accepted" : "rejected");
+      chip.dataset.id = p.id;
+      chip.textContent = visible(p.piece);
+      chip.title = p.accepted ? "accepted by the target" : "rejected by the target";
+      box.appendChild(chip);
+    }
+    if (spec.target_token) {
+      const arrow = document.createElement("span");
+      arrow.textContent = spec.target_token.replaces ? " → the target replaced the first rejected one with " :
+        " → all accepted; the target added ";
+      box.appendChild(arrow);
+      const chip = document.createElement("span");
+      chip.className = "tok target";
+      chip.dataset.id = spec.target_token.id;
+      chip.textContent = visible(spec.target_token.piece);
+      box.appendChild(chip);
+    }
+    return box;
   }
 
   function renderSessionBars() {
