@@ -24,7 +24,7 @@ def to_ids(text_or_ids, tokenizer, vocab_size: int) -> list[int]:
             raise GlassError(f"the input must be text or a list of token ids, "
                              f"got {type(text_or_ids).__name__}") from None
     if not ids:
-        raise GlassError("the text encodes to zero tokens: give at least one token (e.g. '<|endoftext|>')")
+        raise GlassError("the input is empty (zero tokens): give at least one token (e.g. '<|endoftext|>')")
     bad = [i for i in ids if not 0 <= i < vocab_size]
     if bad:
         raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{vocab_size - 1}): "
