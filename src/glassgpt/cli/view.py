@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--text", default="", help="text to open the page with")
+    p.add_argument("--draft", type=Path, metavar="RUN",
+                   help="a small model with the same tokenizer: the page can then show speculative steps")
     p.add_argument("--no-browser", action="store_true", help="only print the address")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     p.set_defaults(func=run)
@@ -41,7 +43,8 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         raise GlassError(f"two runs have the same name ({', '.join(names)}): the page names models by directory")
     models = {name: load(r, device=device) for name, r in zip(names, args.runs)}
-    app = create_app(models)
+    draft = load(args.draft, device=device, tokenizer=False) if args.draft else None
+    app = create_app(models, draft=draft)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
