@@ -117,7 +117,10 @@ def main(argv: list[str]) -> None:
             wait.until(lambda d: d.execute_script(
                 "return window.glass.lastText === document.getElementById('prompt').value"
                 " && !window.glass.state.inFlight"))
-        page_ms = [t["ms"] for t in driver.execute_script("return window.glass.timings")]
+        timings = driver.execute_script("return window.glass.timings")
+        page_ms = [t["ms"] for t in timings]
+        trip_part = statistics.median(t["trip"] for t in timings)
+        render_part = statistics.median(t["render"] for t in timings)
         final_tokens = driver.execute_script("return window.glass.state.trace.ids.length")
 
         driver.execute_script("window.glass.controlTimings = []")
@@ -166,6 +169,8 @@ def main(argv: list[str]) -> None:
         ("control change -> redraw p95 (ms)", percentile(per_change, 95), percentile(trip_ms, 95),
          ratio(percentile(per_change, 95), percentile(trip_ms, 95))),
     ], columns=("measure", "page", "reference", "page/ref"))
+    print(f"   keystroke parts (p50): HTTP round trip with the server's work {trip_part:.0f} ms, "
+          f"decode and redraw in the page {render_part:.0f} ms")
     print("   reference: keystroke = the library work in-process (trace_data + position_data + one attention "
           "matrix), no HTTP and no browser; control = one /glass/position HTTP round trip")
     print(f"   targets: keystroke p95 < 300 ms, control change < 50 ms; load average after: "

@@ -8,8 +8,9 @@ Endpoints (POST bodies are JSON; every one names its `model`, and a text as `tex
 
     GET  /glass/models                     each model's config and pipeline (stage, shape, parameters)
     POST /glass/trace                      tokens with probability, rank, surprisal, entropy; attention
-                                           thumbnails; the text's loss (and the intact loss); and the
-                                           data of `position` (default: the last), as /glass/position
+                                           thumbnails; the text's loss (and the intact loss); the data
+                                           of `position` (default: the last), as /glass/position; with
+                                           open_head [layer, head] that head's pattern, as /glass/attention
     POST /glass/position                   at one position: all next-token logits (float32, base64),
                                            every head's attention row, the logit lens
     POST /glass/attention                  one head's full pattern {layer, head}
@@ -174,6 +175,11 @@ def glass_router(models: dict, draft=None) -> APIRouter:
             position = body.get("position")
             position = len(ids) - 1 if position is None else position
             out = dict(data, model=name, position=page_data.position_data(model, t, position, intact))
+            if body.get("open_head") is not None:                 # the head the page has open: no second trip
+                head = body["open_head"]
+                if not (isinstance(head, list) and len(head) == 2):
+                    raise ApiError(400, "open_head is [layer, head]", "open_head")
+                out["matrix"] = page_data.attention_matrix(t, *head)
         if dropped:
             out["warning"] = (f"the prompt has {total} tokens but the context holds {len(ids)}: showing the last "
                               f"{len(ids)} (the first {dropped} are cropped)")

@@ -67,7 +67,13 @@
     },
   } : {
     async models() { return api("models"); },
-    async trace(position) { return api("trace", textBody(position === null ? {} : { position })); },
+    async trace(position) {
+      const extra = { open_head: state.openHead };
+      if (position !== null) extra.position = position;
+      const d = await api("trace", textBody(extra));
+      if (d.matrix) d.matrix.values = S.decodeF32(d.matrix.pattern);
+      return d;
+    },
     async position(p) { return api("position", textBody({ position: p })); },
     async attention(layer, head) {
       const d = await api("attention", textBody({ layer, head }));
@@ -174,7 +180,9 @@
     state.inFlight = true;
     try {
       const same = state.trace && state.traceText === text;
+      const asked = performance.now();
       const data = await provider.trace(same ? state.position : null);
+      const received = performance.now();
       if (state.pending === null) {
         state.trace = data;
         state.traceText = text;
@@ -182,11 +190,13 @@
         setPosition(data.position);
         if (!state.keepMessage) say(data.warning ? "warning" : "", data.warning || "");
         state.keepMessage = false;
-        state.matrix = null;
+        state.matrix = data.matrix || null;
         renderAll();
-        await openHead(state.openHead[0], state.openHead[1], false);
+        if (state.matrix) { drawMatrix(); renderLines(); } else await openHead(state.openHead[0], state.openHead[1], false);
         if (state.openStage) await openStage(state.openStage, false);
-        window.glass.timings.push({ ms: performance.now() - typedAt, tokens: data.ids.length });
+        const done = performance.now();   // queued behind a trace in flight, the round trip, the redraw
+        window.glass.timings.push({ ms: done - typedAt, queued: asked - typedAt, trip: received - asked,
+          render: done - received, tokens: data.ids.length });
         window.glass.lastText = text;
       }
     } catch (e) {
