@@ -3,28 +3,15 @@ for each alone, with the same seed and settings."""
 from __future__ import annotations
 
 import pytest
-import torch
-
 from glassgpt.errors import GlassError
 from glassgpt.generate import PromptCache, generate
 from glassgpt.generate.scheduler import Scheduler
-from glassgpt.model import GPT, GPTConfig
-from glassgpt.tokenizer import Tokenizer
-
-TEXT = "abcdefghijklmnopqrstuvwxyz .,\n"
+from glassgpt.tokenizer.base import EOT
+from helpers import char_tokenizer, tiny_model
 
 
 def make_model(seed=0, scale=4.0, eot=True, **overrides):
-    torch.manual_seed(seed)
-    tok = Tokenizer.chars(TEXT, special_tokens=("<|endoftext|>",) if eot else ())
-    config = GPTConfig.preset("tiny", **{**dict(vocab_size=tok.vocab_size, context_length=64, d_model=32,
-                                                n_layer=2, n_head=4), **overrides})
-    model = GPT(config, tokenizer=tok, verbose=False).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(scale)
-    return model
+    return tiny_model(seed, tokenizer=char_tokenizer(specials=(EOT,) if eot else ()), scale=scale, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +87,12 @@ def test_a_full_batch_queues_and_a_cancelled_job_frees_its_rows(model):
     assert {g.finish_reason for g in long.generations()} == {"cancelled"}
     scheduler.run_until_done()
     check_equal(model, "cd", dict(max_new_tokens=3, temperature=0), waiting.generations())
+    assert scheduler.cache is None                       # idle: nothing held
+    job = scheduler.submit("ef", max_new_tokens=30)
+    scheduler.step()
+    scheduler.cancel(job)
+    scheduler.step()
+    assert job.done and not scheduler.busy and scheduler.cache is None
 
 
 def test_prompt_plus_new_tokens_beyond_the_context_is_refused(model):

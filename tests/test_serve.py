@@ -17,25 +17,16 @@ import uvicorn
 
 from glassgpt.generate import SamplerChain, SamplingParams, generate
 from glassgpt.generate.decode import token_counts
-from glassgpt.model import GPT, GPTConfig, save
+from glassgpt.model import save
 from glassgpt.serve import create_app
 from glassgpt.serve.chat import render_chat
-from glassgpt.tokenizer import Tokenizer
+from helpers import WIDE_ALPHABET, char_tokenizer, tiny_model
 
-TEXT = "abcdefghijklmnopqrstuvwxyzASU .,:\n"
 KEY = "sekrit-key"
 
 
-def tiny_model(seed=0, scale=3.0):
-    torch.manual_seed(seed)
-    tok = Tokenizer.chars(TEXT, special_tokens=("<|endoftext|>",))
-    config = GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=128, d_model=32, n_layer=2, n_head=4)
-    model = GPT(config, tokenizer=tok, verbose=False).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.mul_(scale)
-    return model
+def served_model():
+    return tiny_model(tokenizer=char_tokenizer(WIDE_ALPHABET), scale=3.0, context_length=128)
 
 
 class Server:
@@ -65,7 +56,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model()
+    return served_model()
 
 
 @pytest.fixture(scope="module")
@@ -235,21 +226,44 @@ def test_sixteen_concurrent_clients_get_what_each_gets_alone(server, client):
             return await asyncio.gather(*[c.completions.create(model="tiny", prompt=p, max_tokens=n, temperature=0,
                                                                 logprobs=1) for p, n in zip(prompts, lengths)])
 
+    scheduler = server.app.state.models["tiny"].scheduler
+    scheduler.peak_batch = 0                                        # the requests alone ran one by one
     batch = asyncio.run(together())
+    assert scheduler.peak_batch >= 4                                # together they shared the batch
     for a, b in zip(alone, batch):
         assert b.choices[0].text == a.choices[0].text
         assert b.choices[0].logprobs.token_logprobs == pytest.approx(a.choices[0].logprobs.token_logprobs, abs=1e-4)
 
 
-def test_a_client_that_disconnects_frees_its_row(server):
-    served = server.app.state.models["tiny"]
-    with httpx.stream("POST", server.url + "/v1/completions",
-                      json={"model": "tiny", "prompt": "abc", "max_tokens": 120, "stream": True}) as r:
+def test_a_client_that_disconnects_frees_its_row(server, monkeypatch):
+    scheduler = server.app.state.models["tiny"].scheduler
+    jobs, step = [], scheduler.step
+
+    def slow_step():                                   # about 10 ms a token, so 120 tokens take over a second
+        time.sleep(0.01)
+        jobs.extend(j for j in scheduler.running if j not in jobs)
+        return step()
+
+    monkeypatch.setattr(scheduler, "step", slow_step)
+    eot = server.app.state.gpt_models["tiny"].tokenizer.eot_id
+    body = {"model": "tiny", "prompt": "abc", "max_tokens": 120, "logit_bias": {str(eot): -1e9}}   # no early end
+    with httpx.stream("POST", server.url + "/v1/completions", json={**body, "stream": True}) as r:
         next(r.iter_lines())                                      # the first token arrived
     deadline = time.time() + 10
-    while served.scheduler.busy:
+    while scheduler.busy:
         assert time.time() < deadline, "the row was not freed"
         time.sleep(0.02)
+    (job,) = jobs
+    assert job.rows[0].finish_reason == "cancelled" and len(job.rows[0].ids) < 100
+    jobs.clear()
+    with pytest.raises(httpx.ReadTimeout):                          # a non-streaming client that gives up
+        httpx.post(server.url + "/v1/completions", json=body, timeout=0.3)
+    deadline = time.time() + 10
+    while scheduler.busy:
+        assert time.time() < deadline, "the row was not freed"
+        time.sleep(0.02)
+    (job,) = jobs
+    assert job.rows[0].finish_reason == "cancelled" and len(job.rows[0].ids) < 100
 
 
 def test_a_full_queue_answers_429(model):
@@ -273,6 +287,30 @@ def test_a_full_queue_answers_429(model):
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
 
 
+def test_a_draft_model_decodes_lone_requests_speculatively(model):
+    draft = tiny_model(seed=1, tokenizer=model.tokenizer, scale=3.0, context_length=128, n_layer=1)
+    app = create_app({"tiny": model}, draft=draft, draft_tokens=3)
+    with Server(app) as s:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+        out = client.completions.create(model="tiny", prompt="the cat", max_tokens=20, temperature=0)
+        metrics = httpx.get(s.url + "/metrics").text
+    assert out.choices[0].text == generate(model, "the cat", max_new_tokens=20, temperature=0)[0].text
+    drafted = [line for line in metrics.splitlines() if line.startswith("glassgpt_speculative_drafted_tokens_total")]
+    assert drafted and float(drafted[0].split()[-1]) > 0
+
+
+def test_a_failing_step_fails_its_requests_only(model, monkeypatch):
+    app = create_app({"tiny": model})
+    with Server(app) as s:
+        served = app.state.models["tiny"]
+        monkeypatch.setattr(served.scheduler, "step", lambda: 1 / 0)
+        r = httpx.post(s.url + "/v1/completions", json={"model": "tiny", "prompt": "ab", "max_tokens": 3})
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"]["message"]
+        assert "Traceback" not in r.text
+        r = httpx.post(s.url + "/v1/completions", json={"model": "tiny", "prompt": "ab", "max_tokens": 3})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3     # a fresh scheduler
+
+
 # -- bad input ------------------------------------------------------------------------------------------
 BAD = [
     ({"temperature": -1}, "temperature"),
@@ -292,6 +330,9 @@ BAD = [
     ({"stop": [""]}, "stop"),
     ({"top_k": 0}, "top_k"),
     ({"logprobs_mode": "cooked"}, "logprobs_mode"),
+    ({"suffix": "end"}, "suffix"),
+    ({"seed": 1.5}, "seed"),
+    ({"seed": 2**64}, "seed"),
 ]
 
 
@@ -316,8 +357,15 @@ def test_other_bad_requests_and_the_server_goes_on(server, client):
     assert r.status_code == 404 and r.json()["error"]["param"] == "model"
     r = httpx.post(url + "/v1/completions", content=b"x" * (100 * 1024))
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    chunked = httpx.post(url + "/v1/completions", content=(b"x" * 1024 for _ in range(100)))   # no Content-Length
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large"
     r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+    picture = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+    r = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "messages": picture})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages" and "text" in r.json()["error"]["message"]
+    r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": ["a"] * 81, "max_tokens": 1})
+    assert r.status_code == 400 and "81 samples" in r.json()["error"]["message"]                # never fits: not 429
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="other", prompt="a", max_tokens=1)
     assert client.completions.create(model="tiny", prompt="a", max_tokens=2, temperature=0).choices[0].text

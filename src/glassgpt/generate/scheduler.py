@@ -1,10 +1,12 @@
 """Continuous batching: requests join a running batch between steps and leave it when done.
 
     scheduler = Scheduler(model, max_batch=8, prompt_cache=PromptCache())
-    job = scheduler.submit(Request.build(model, [prompt], seed=1, temperature=0.8))
-    while scheduler.busy:
-        for job, sample, event in scheduler.step():     # one token per running row
-            ...
+    job = scheduler.submit("ROMEO:", max_new_tokens=50, temperature=0.8, seed=1)   # generate's settings
+    with fast_decode(model):                            # the fast weight layouts, held by the loop's owner
+        while scheduler.busy:
+            for job, sample, event in scheduler.step():     # one token per running row
+                ...
+    job.generations()                                   # as generate(model, "ROMEO:", ...) returns them
 
 `generate` runs one request from start to end. A server gets requests at any moment and
 with different settings. The scheduler runs one decoding step for every running row
@@ -43,6 +45,7 @@ from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, prefill_rows, token_counts
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
+from .samplers import SamplingParams
 
 
 @dataclass(eq=False)
@@ -106,6 +109,7 @@ class Scheduler:
         self.logits: torch.Tensor | None = None   # (B, V) next-token logits of every row
         self.solo: tuple[Job, Iterator[TokenEvent], object] | None = None   # the speculative job
         self.drafted = self.accepted = 0      # speculative totals
+        self.peak_batch = 0                   # the most rows decoded together so far
 
     # -- the outside: submit, cancel, look -----------------------------------------------------
     def submit(self, prompt, *, prompt_logprobs: int | None = None, rank_by: str = "raw", tokenizer=None,
@@ -119,7 +123,7 @@ class Scheduler:
 
     def request(self, prompt, *, tokenizer=None, **settings) -> Request:
         """A checked `Request` for one prompt with the settings of `generate` (GlassError if bad)."""
-        return Request.build(self.model, [prompt], tokenizer=tokenizer, **settings)
+        return Request.build(self.model, [prompt], SamplingParams.of(**settings), tokenizer)
 
     def submit_request(self, request: Request, *, prompt_logprobs: int | None = None, rank_by: str = "raw") -> Job:
         """Queue a built `Request` of one distinct prompt (its num_samples rows); thread-safe."""
@@ -170,8 +174,11 @@ class Scheduler:
             if admitted:
                 self._admit(admitted, events)
             if self.running:
+                self.peak_batch = max(self.peak_batch, self.batch_size)
                 self._sample(events)
                 self._feed()
+            elif self.cache is not None:          # everything left (cancelled): free the batch cache
+                self._layout([], [])
             if self.solo is not None:
                 self._solo_step(events)
         return events

@@ -1,4 +1,4 @@
-"""`create_app`: the OpenAI-compatible HTTP server over glassgpt models.
+"""`create_app`: the OpenAI-compatible HTTP server over glassgpt models (its routes).
 
     app = create_app({"demo": load("runs/demo")}, api_key=None, max_batch=8, max_queue=64)
     uvicorn.run(app, host="127.0.0.1", port=8000)          # what `glassgpt serve` does
@@ -33,48 +33,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
-import secrets
 import time
 import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlassError
 from ..generate import PromptCache
 from ..generate.samplers import SamplingParams
-from ..generate.scheduler import Job, Scheduler
+from ..generate.scheduler import Scheduler
 from ..model import GPT
 from .chat import STOPS, message_text, render_chat
+from .errors import APIError, Gate, error_response
 from .metrics import Metrics
+from .responses import FINISH, Answer, sse, usage_of
 from .schemas import (MAX_LOGPROBS, OPENAI_NAMES, ChatRequest, CompletionRequest, DetokenizeRequest, Sampling,
                       TokenizeRequest)
 from .worker import ServedModel, Sink, Worker
 
 MAX_BODY_BYTES = 4 * 2**20
-NEG_INF_LOGPROB = -9999.0           # JSON has no -inf
-FINISH = {"eot": "stop", "stop": "stop", "length": "length", "cancelled": "length"}
+DISCONNECT_CHECK = 0.25     # seconds between checks that a non-streaming client is still there
 PROTECTED = ("/v1", "/tokenize", "/detokenize", "/metrics", "/glass")
-
-
-class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-               413: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
-    kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status)
+COUNTED = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}
 
 
 def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT | None = None,
@@ -112,6 +95,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
 
     app = FastAPI(title="glassgpt", description="OpenAI-compatible server for glassgpt models", lifespan=lifespan)
     app.state.models, app.state.worker, app.state.metrics = served, worker, metrics
+    app.state.gpt_models = {name: s.model for name, s in served.items()}     # name -> GPT, for other routers
     app.state.max_batch, app.state.max_queue = max_batch, max_queue
 
     # -- errors in OpenAI's shape ----------------------------------------------------------------
@@ -140,33 +124,24 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e: StarletteHTTPException):
+        if isinstance(e.__cause__, APIError):         # raised while FastAPI read the body (Gate)
+            return await api_error(request, e.__cause__)
         return error_response(e.status_code, str(e.detail))
 
     @app.exception_handler(Exception)
     async def server_error(request, e: Exception):
         return error_response(500, f"internal error: {type(e).__name__}: {e}")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return error_response(413, f"the body has {length} bytes, more than the limit {max_body_bytes}",
-                                  None, "request_too_large")
-        if api_key is not None and request.url.path.startswith(PROTECTED):
-            given = request.headers.get("authorization", "")
-            token = given[7:].strip() if given.lower().startswith("bearer ") else ""
-            if not token or not secrets.compare_digest(token.encode(), api_key.encode()):
-                return error_response(401, "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                      None, "invalid_api_key")
-        response = await call_next(request)
-        if request.url.path.startswith(("/v1", "/tokenize", "/detokenize")):
-            metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    def count(path: str, status: int) -> None:
+        if path in COUNTED:
+            metrics.requests.labels(path, str(status)).inc()
+
+    app.add_middleware(Gate, limit=max_body_bytes, api_key=api_key, protected=PROTECTED, on_answer=count)
 
     # -- simple endpoints -------------------------------------------------------------------------
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": list(served)}
+        return {"status": "ok"}
 
     @app.get("/metrics")
     async def prometheus():
@@ -202,6 +177,8 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def completions(body: CompletionRequest, request: Request):
         arrived = time.perf_counter()
         s = lookup(served, body.model)
+        if body.suffix:
+            raise APIError(400, "suffix is not supported: these models only continue text (leave it out)", "suffix")
         prompts = completion_prompts(body.prompt, s)
         max_tokens = 16 if body.max_tokens is None else body.max_tokens
         if max_tokens < 0 or (max_tokens == 0 and not body.echo):
@@ -262,8 +239,8 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def chat_completions(body: ChatRequest, request: Request):
         arrived = time.perf_counter()
         s = lookup(served, body.model)
-        text = render_chat([(m.role, message_text(m.content)) for m in body.messages])
         try:
+            text = render_chat([(m.role, message_text(m.content)) for m in body.messages])
             ids = s.model.tokenizer.encode(text)
         except GlassError as e:
             raise APIError(400, str(e), "messages") from None
@@ -332,6 +309,9 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
                                     f"{settings['max_new_tokens']}: {len(ids) + settings['max_new_tokens']} > the "
                                     f"context length {context}; ask for at most {max(0, context - len(ids))} tokens "
                                     f"or shorten the prompt", length_param, "context_length_exceeded")
+        if len(prompts) * n > max_queue + max_batch:
+            raise APIError(400, f"{len(prompts)} prompts x n={n} are {len(prompts) * n} samples; the server takes at "
+                                f"most {max_queue + max_batch} at once: send fewer prompts per request", "prompt")
         if s.scheduler.queue_length + len(prompts) * n > max_queue:
             raise APIError(429, f"the queue is full ({s.scheduler.queue_length} samples waiting, limit {max_queue}): "
                                 f"retry shortly", None, "queue_full")
@@ -369,14 +349,19 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
     async def collect(sink: Sink, request: Request, s: ServedModel, arrived: float) -> None:
         """Wait for every job of a non-streamed request; a client that leaves cancels them."""
         remaining, last = set(sink.jobs), {}
+        check = time.perf_counter() + DISCONNECT_CHECK
         try:
             while remaining:
                 try:
-                    job, k, event = await sink.get(timeout=0.5)
+                    job, k, event = await sink.get(timeout=DISCONNECT_CHECK)
                 except asyncio.TimeoutError:
+                    job = None
+                if time.perf_counter() >= check:       # also while tokens flow
+                    check = time.perf_counter() + DISCONNECT_CHECK
                     if await request.is_disconnected():
                         worker.cancel(sink)
-                        raise APIError(499, "the client went away") from None
+                        raise APIError(499, "the client went away", None, "client_closed")
+                if job is None:
                     continue
                 if k is None:
                     remaining.discard(job)
@@ -470,6 +455,8 @@ def sampling_settings(body, max_tokens: int, logprobs: int | None, stop=None) ->
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if any(not s for s in stop):
         raise APIError(400, "stop strings must not be empty", "stop")
+    if body.seed is not None and not -2**63 <= body.seed < 2**63:
+        raise APIError(400, f"seed must fit in 64 bits (-2**63 .. 2**63 - 1), got {body.seed}", "seed")
     settings.update(max_new_tokens=max_tokens, num_samples=1 if body.n < 1 else body.n, stop=stop or None,
                     seed=body.seed, logprobs=logprobs)
     if body.return_entropy and logprobs is None:
@@ -492,89 +479,3 @@ def openai_words(message: str) -> str:
     for ours, theirs in OPENAI_NAMES.items():
         message = message.replace(ours, theirs)
     return message
-
-
-def usage_of(jobs: list[Job]) -> dict:
-    prompt = sum(len(j.prompt) for j in jobs)
-    completion = sum(len(r.ids) for j in jobs for r in j.rows)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": sum(j.cached_tokens for j in jobs)}}
-
-
-def finite(x: float) -> float:
-    return x if x > -math.inf else NEG_INF_LOGPROB
-
-
-class Answer:
-    """Formats logprobs the way each endpoint writes them."""
-
-    def __init__(self, served: ServedModel, k: int | None, mode: str, entropy: bool):
-        self.served, self.k, self.processed, self.entropy = served, k, mode == "processed", entropy
-        self.tok = served.model.tokenizer
-
-    def token(self, r) -> tuple[float, list[tuple[int, str, float]], float]:
-        """(logprob, [(id, text, logprob) of the alternatives], entropy) of one record in this mode."""
-        if self.processed:
-            top = [(a.id, a.text, finite(math.log(a.prob_after)) if a.prob_after > 0 else NEG_INF_LOGPROB)
-                   for a in r.top]
-            return finite(r.logprob_after), top, r.entropy_after
-        return r.logprob, [(a.id, a.text, math.log(a.prob) if a.prob > 0 else NEG_INF_LOGPROB) for a in r.top], \
-            r.entropy
-
-    def completion_logprobs(self, job: Job, records, echo: bool) -> dict | None:
-        if self.k is None and not self.entropy:
-            return None
-        tokens, lps, tops, entropies = [], [], [], []
-        if echo and job.prompt_records is not None:
-            for i, r in zip(job.prompt, job.prompt_records):
-                tokens.append(self.tok.id_to_str(i))
-                lps.append(None if r is None else r.logprob)
-                tops.append(None if r is None else {a.text: math.log(a.prob) if a.prob > 0 else NEG_INF_LOGPROB
-                                                    for a in r.top[:self.k or 0]})
-                entropies.append(None if r is None else r.entropy)
-        for r in records or []:
-            lp, top, h = self.token(r)
-            tokens.append(r.text)
-            lps.append(lp)
-            tops.append({text: v for _, text, v in top[:self.k or 0]})
-            entropies.append(h)
-        offsets, at = [], 0
-        for t in tokens:
-            offsets.append(at)
-            at += len(t)
-        out = {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
-        if self.entropy:
-            out["entropies"] = entropies
-        return out
-
-    def chat_logprobs(self, records) -> dict | None:
-        if self.k is None:
-            return None
-        content = []
-        for r in records or []:
-            lp, top, h = self.token(r)
-            entry = {"token": r.text, "logprob": lp, "bytes": list(self.bytes(r.id)),
-                     "top_logprobs": [{"token": text, "logprob": v, "bytes": list(self.bytes(i))}
-                                      for i, text, v in top[:self.k]]}
-            if self.entropy:
-                entry["entropy"] = h
-            content.append(entry)
-        return {"content": content}
-
-    def bytes(self, token_id: int) -> bytes:
-        fn = getattr(self.tok, "token_bytes", None)
-        return fn(token_id) if fn is not None else self.tok.decode([token_id]).encode()
-
-
-def sse(chunks) -> StreamingResponse:
-    """Server-Sent Events: one `data: {json}` per chunk, then `data: [DONE]`."""
-    async def body():
-        try:
-            async for chunk in chunks:
-                yield f"data: {json.dumps(chunk)}\n\n"
-        except APIError as e:
-            error = {"message": e.message, "type": "server_error", "param": None, "code": e.code}
-            yield f"data: {json.dumps({'error': error})}\n\n"
-        yield "data: [DONE]\n\n"
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -7,7 +7,7 @@ handlers (asyncio) submit jobs to it and receive each job's tokens through a que
     worker.stop()
 
 The thread holds the fast decoding scope of every model (`generate.fast.fast_decode`) for
-its lifetime, when the library has one. A step that raises (a bug, memory) fails the
+its lifetime. A step that raises (a bug, memory) fails the
 jobs of that model only: they get the error, the scheduler starts afresh, and the server
 and the other models go on.
 """
@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..generate import PromptCache
+from ..generate.fast import fast_decode
 from ..generate.scheduler import Job, Scheduler
 from ..model import GPT
 from .metrics import Metrics
@@ -177,9 +178,6 @@ class Worker:
 
 
 def decoding_scopes(models) -> list:
-    """The library's fast decoding scope for each model, when it has one."""
-    try:
-        from ..generate.fast import fast_decode
-    except ImportError:
-        return []
-    return [fast_decode(served.model) for served in models]
+    """The fast decoding scope of every served model and draft, held for the server's lifetime."""
+    unique = {id(m): m for served in models for m in (served.model, served.draft) if m is not None}
+    return [fast_decode(m) for m in unique.values()]
