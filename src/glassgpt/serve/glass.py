@@ -35,7 +35,6 @@ Bad input answers 4xx with {"error": {"message", "type", "param", "code"}}.
 """
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import uuid
@@ -52,6 +51,7 @@ from ..errors import GlassError
 from ..generate import SamplerChain, SamplingParams, Session
 from ..generate.speculative import speculative_step
 from ..inspect import page_data
+from ..model import GPT
 from ..inspect.lens import logit_lens
 from ..inspect.trace import token_text
 from ..jsonsafe import json_safe
@@ -82,15 +82,23 @@ def mount_page(app: FastAPI, path: str = "/") -> None:
     app.mount(path, StaticFiles(directory=str(web_dir()), html=True), name="glass-page")
 
 
+def own_copy(model: GPT) -> GPT:
+    """The same weights in a model of the page's own: a new GPT loaded from the state dict
+    (not a deepcopy: a served model may hold a fast-decoding scope's packed weight copies)."""
+    twin = GPT(model.config, tokenizer=model.tokenizer)
+    twin.load_state_dict(model.state_dict())
+    return twin.to(model.device).eval()
+
+
 class GlassModels:
     """The page's own copies of the served models, one lock each, recent traces and sessions."""
 
     def __init__(self, models: dict, draft=None):
         if not models:
             raise GlassError("the glass page needs at least one model")
-        self.models = {name: copy.deepcopy(m).eval() for name, m in models.items()}
+        self.models = {name: own_copy(m) for name, m in models.items()}
         self.locks = {name: threading.Lock() for name in self.models}
-        self.draft = copy.deepcopy(draft).eval() if draft is not None else None
+        self.draft = own_copy(draft) if draft is not None else None
         self.traces: OrderedDict = OrderedDict()
         self.sessions: OrderedDict = OrderedDict()
         self.guard = threading.Lock()
