@@ -24,7 +24,11 @@ COMMANDS = [
     "view",
     "ablate",
     "experiment",
+<<<<<<< HEAD
     "serve",
+=======
+    "export",
+>>>>>>> main
 ]
 
 
