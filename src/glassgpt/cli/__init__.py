@@ -24,11 +24,8 @@ COMMANDS = [
     "view",
     "ablate",
     "experiment",
-<<<<<<< HEAD
     "serve",
-=======
     "export",
->>>>>>> main
 ]
 
 
