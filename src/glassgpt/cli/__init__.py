@@ -24,8 +24,8 @@ COMMANDS = [
     "view",
     "ablate",
     "experiment",
-    "serve",
     "export",
+    "serve",
 ]
 
 
