@@ -21,6 +21,7 @@ COMMANDS = [
     "generate",
     "play",
     "inspect",
+    "view",
     "ablate",
     "patch",
     "attribute",

@@ -386,6 +386,12 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
         metrics.generated_tokens.labels(s.name).inc(sum(len(r.ids) for j in jobs for r in j.rows))
         metrics.cached_tokens.labels(s.name).inc(sum(j.cached_tokens for j in jobs))
 
+    # -- the glass page: its /glass/* API (on the page's own copies of the models) and its files at /
+    from .glass import glass_router, mount_page
+    glass = glass_router(models, draft=draft)
+    app.include_router(glass)
+    app.state.glass = glass.glass
+    mount_page(app)
     return app
 
 
