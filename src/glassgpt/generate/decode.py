@@ -28,8 +28,10 @@ from ..errors import GlassError
 from ..model import GPT, KVCache
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
-from .samplers import SamplerChain, SamplingParams
+from .samplers import SamplerChain, SamplingParams, draw, greedy
 from .text import IncrementalText
+from .token_masks import (CompiledConstraint, compile_constraint, constrained_logits, constrained_probabilities,
+                          constraint_steps, token_masks)
 
 
 # -- the public entry points -------------------------------------------------------------
@@ -39,7 +41,7 @@ def generate(model: GPT, prompt, *, max_new_tokens: int = 128, temperature: floa
              logit_bias: dict[int, float] | None = None, stop: str | list[str] | None = None,
              seed: int | None = None, num_samples: int = 1, logprobs: int | None = None, tokenizer=None,
              draft: GPT | None = None, draft_tokens: int = 4,
-             prompt_cache: PromptCache | None = None) -> list[Generation]:
+             prompt_cache: PromptCache | None = None, constraint=None) -> list[Generation]:
     """Sample `num_samples` continuations of `prompt` (text, or a list of token ids).
 
     Sampling: see `samplers` for the chain and its order; temperature 0 is greedy.
@@ -48,12 +50,17 @@ def generate(model: GPT, prompt, *, max_new_tokens: int = 128, temperature: floa
     n most likely alternatives. draft: a small model with the same vocabulary for
     speculative decoding (proposes `draft_tokens` at a time; same output distribution).
     prompt_cache: a `PromptCache` to reuse the keys/values of earlier prompts' prefixes.
+    constraint: a `Choice`, `Regex`, `Integer`, `JSONSchema` or `Grammar` the continuation
+    must satisfy (see `constraints`): each step samples from the chain's distribution
+    renormalised over the tokens the constraint allows; logprobs records show what it removed.
     Returns one `Generation` per sample.
     """
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                    min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
                    presence_penalty=presence_penalty, logit_bias=logit_bias, stop=stop, seed=seed,
-                   num_samples=num_samples, logprobs=logprobs, tokenizer=tokenizer)
+                   num_samples=num_samples, logprobs=logprobs, tokenizer=tokenizer, constraint=constraint)
+    if draft is not None and constraint is not None:
+        raise GlassError("speculative decoding (draft=...) does not take a constraint: leave one of them out")
     if draft is not None:
         from .speculative import SpeculativeDecoder
         return SpeculativeDecoder(model, draft, draft_tokens, Request.build(model, [prompt], **options),
@@ -89,6 +96,8 @@ def stream(model: GPT, prompt, **options) -> Iterator[TokenEvent]:
         raise GlassError("stream produces one sample: use generate(..., num_samples=n) for several")
     draft, draft_tokens = options.pop("draft", None), options.pop("draft_tokens", 4)
     prompt_cache = options.pop("prompt_cache", None)
+    if draft is not None and options.get("constraint") is not None:
+        raise GlassError("speculative decoding (draft=...) does not take a constraint: leave one of them out")
     request = Request.build(model, [prompt], **options)      # validate now, not on the first next()
     if draft is not None:
         from .speculative import SpeculativeDecoder
@@ -109,12 +118,13 @@ class Request:
     tokenizer: object
     eot_id: int | None
     generator: torch.Generator
+    constraint: CompiledConstraint | None = None   # every row's text must satisfy it
 
     @classmethod
     def build(cls, model: GPT, prompts: list, *, max_new_tokens: int = 128, temperature: float = 1.0,
               top_k=None, top_p=None, min_p=None, repetition_penalty=1.0, frequency_penalty=0.0,
               presence_penalty=0.0, logit_bias=None, stop=None, seed=None, num_samples: int = 1,
-              logprobs=None, tokenizer=None) -> "Request":
+              logprobs=None, tokenizer=None, constraint=None) -> "Request":
         V = model.config.vocab_size
         params = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
                                 presence_penalty, logit_bias).validate(V)
@@ -139,9 +149,10 @@ class Request:
             generator.seed()
         else:
             generator.manual_seed(seed)
+        compiled = compile_constraint(constraint, tokenizer, V) if constraint is not None else None
         return cls([p for p in ids for _ in range(num_samples)], params,
                    SamplerChain(params, V, model.device), max_new_tokens, stops, logprobs, tokenizer,
-                   getattr(tokenizer, "eot_id", None), generator)
+                   getattr(tokenizer, "eot_id", None), generator, compiled)
 
 
 def encode_prompt(prompt, tokenizer, config) -> list[int]:
@@ -184,6 +195,8 @@ class Row:
         self.logprobs: list[TokenLogprob] | None = [] if request.logprobs is not None else None
         self.text = IncrementalText(request.tokenizer, request.stops)
         self.finish_reason: str | None = None
+        self.constraint = (request.constraint.new_state(request.max_new_tokens)
+                           if request.constraint is not None else None)
 
     @property
     def done(self) -> bool:
@@ -199,8 +212,12 @@ class Row:
             if record is not None:
                 self.logprobs.append(record)
             self.text.add(token)
+            if self.constraint is not None:
+                self.constraint.advance(token)
             if self.text.stopped:
                 self.finish_reason = "stop"
+            elif self.constraint is not None and self.constraint.finished:
+                self.finish_reason = "constraint"      # complete: nothing more may follow
             elif len(self.ids) >= self.request.max_new_tokens:
                 self.finish_reason = "length"
         if self.done:
@@ -213,11 +230,14 @@ class Row:
 
 
 def logprob_records(chain: SamplerChain, logits: torch.Tensor, counts: torch.Tensor | None,
-                    tokens: torch.Tensor, n: int, tokenizer) -> list[TokenLogprob]:
+                    tokens: torch.Tensor, n: int, tokenizer, constrained: torch.Tensor | None = None,
+                    allowed: torch.Tensor | None = None) -> list[TokenLogprob]:
     """For each row: the chosen token's log-probability before/after the chain, entropies,
-    and the n most likely alternatives (logits (B, V), tokens (B,))."""
+    and the n most likely alternatives (logits (B, V), tokens (B,)). With a constraint,
+    `constrained` (B, V) is the distribution actually drawn from and `allowed` (B, V) the
+    tokens it allowed: "after" means after the chain and the constraint."""
     logp = torch.log_softmax(logits, dim=-1)                                     # (B, V)
-    after = chain.probabilities(logits, counts)                                  # (B, V)
+    after = chain.probabilities(logits, counts) if constrained is None else constrained   # (B, V)
     entropy = -(logp.exp() * logp).sum(-1)
     entropy_after = -torch.special.xlogy(after, after).sum(-1)
     top = logp.topk(min(n, logp.shape[-1]), dim=-1)
@@ -229,6 +249,12 @@ def logprob_records(chain: SamplerChain, logits: torch.Tensor, counts: torch.Ten
         records.append(TokenLogprob(token, name(token), float(logp[b, token]),
                                     float(after[b, token].log()), float(entropy[b]),
                                     float(entropy_after[b]), alternatives))
+    if allowed is not None:
+        for b, (record, step) in enumerate(zip(records, constraint_steps(chain, logits, counts, after, allowed,
+                                                                          n, name))):
+            record.constraint = step
+            for alternative in record.top:
+                alternative.allowed = bool(allowed[b, alternative.id])
     return records
 
 
@@ -268,9 +294,12 @@ class Engine:
         with torch.inference_mode():
             logits = self.prefill_prompts()                                      # (B, V)
             while True:
-                tokens = request.chain.sample(logits, counts, request.generator)  # (B,)
-                records = (logprob_records(request.chain, logits, counts, tokens, request.logprobs,
-                                           request.tokenizer) if request.logprobs is not None else None)
+                if request.constraint is None:
+                    tokens = request.chain.sample(logits, counts, request.generator)  # (B,)
+                    records = (logprob_records(request.chain, logits, counts, tokens, request.logprobs,
+                                               request.tokenizer) if request.logprobs is not None else None)
+                else:
+                    tokens, records = self.sample_constrained(logits, counts)
                 self.stats.decode_steps += 1
                 for b, token in enumerate(tokens.tolist()):
                     self.contexts[b].append(token)
@@ -287,6 +316,22 @@ class Engine:
                 logits = self.feed(tokens)
         self.remember_context()
         self.stats.finish(time.perf_counter() - start)
+
+    def sample_constrained(self, logits: torch.Tensor, counts: torch.Tensor | None):
+        """Mask each row's disallowed tokens after the chain, draw, and keep the records."""
+        request = self.request
+        states = [None if row.done else row.constraint for row in self.rows]
+        allowed = token_masks(states, logits.shape[-1]).to(logits.device)     # (B, V)
+        for state, row_allowed in zip(states, allowed):
+            if state is not None and not bool(row_allowed.any()):
+                raise state.nothing_allowed()
+        masked, _ = constrained_logits(request.chain, logits, counts, allowed)  # (B, V)
+        tokens = greedy(masked) if request.params.is_greedy else draw(masked, request.generator)
+        records = None
+        if request.logprobs is not None:
+            records = logprob_records(request.chain, logits, counts, tokens, request.logprobs, request.tokenizer,
+                                      constrained_probabilities(request.chain, masked), allowed)
+        return tokens, records
 
     # -- prefill -------------------------------------------------------------------------
     def prefill_prompts(self) -> torch.Tensor:
