@@ -20,6 +20,7 @@ and taking the softmax does exactly that, and greedy then picks the best allowed
 """
 from __future__ import annotations
 
+import json
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def compile_constraint(constraint: Constraint, tokenizer, vocab_size: int) -> Co
         grammar = constraint.grammar()
     except ValueError as e:
         raise GlassError(f"{constraint!r}: {one_line(str(e))}") from None
-    matcher = llguidance.LLMatcher(vocab.lltokenizer, grammar, log_level=0)
+    matcher = llguidance.LLMatcher(vocab.lltokenizer, every_tokenization(grammar), log_level=0)
     if matcher.is_error():
         raise GlassError(f"{constraint!r}: {one_line(matcher.get_error())}")
     compiled = CompiledConstraint(constraint, vocab, matcher, time.perf_counter() - start)
@@ -143,6 +144,21 @@ def compile_constraint(constraint: Constraint, tokenizer, vocab_size: int) -> Co
         cache.pop(next(iter(cache)))
     cache[key] = compiled
     return compiled
+
+
+def every_tokenization(grammar: str) -> str:
+    """The grammar with llguidance's forcing turned off. By default, where the constraint
+    leaves only one way to go on ("appl" inside "apples"), llguidance allows only the
+    longest token of those bytes ("es", not "e"): the model's choice between the two is
+    taken away, and the renormalised distribution would not be the model's. With
+    `no_forcing` every token that keeps the text inside the language is allowed."""
+    try:
+        spec = json.loads(grammar)
+    except json.JSONDecodeError:           # Lark text as it is
+        spec = {"grammars": [{"lark_grammar": grammar}]}
+    inner = {**spec["grammars"][0], "name": "constrained"}
+    outer = {"lark_grammar": '%llguidance {"no_forcing": true}\nstart: @constrained'}
+    return json.dumps({**spec, "grammars": [outer, inner, *spec["grammars"][1:]]})
 
 
 def _grammar_key(constraint: Constraint) -> str:
@@ -250,6 +266,8 @@ def token_masks(states: list[ConstraintState | None], vocab_size: int) -> torch.
     for b, state in enumerate(states):
         if state is not None:
             state.fill_bits(bits[b])
+            if state.matcher.is_error():          # e.g. the constraint needs a byte no token has
+                raise state.nothing_allowed()
     allowed = ((bits.unsqueeze(-1) >> _SHIFTS) & 1).view(B, -1)[:, :vocab_size].bool()   # (B, V)
     for b, state in enumerate(states):
         if state is not None:

@@ -100,7 +100,9 @@ class Trainer:
         seed_everything(config.seed)                    # the same initial weights on every process
         if state is None:
             model_config = (model_config or GPTConfig.preset("small")).replace(vocab_size=tokenizer.vocab_size)
-            self.model = GPT(model_config, verbose=self.show)
+            self.model = GPT(model_config)
+            if self.show:
+                print(self.model.summary(), file=sys.stderr)
         else:
             self.model = load(run_dir, device="cpu", tokenizer=False).train()
             if self.model.config.vocab_size != tokenizer.vocab_size:
