@@ -21,6 +21,16 @@ import json
 from ..errors import GlassError
 
 
+def llguidance():
+    """The token-mask engine's module, or a GlassError saying how to install it."""
+    try:
+        import llguidance as engine
+    except ImportError:
+        raise GlassError("constrained generation needs llguidance: pip install 'glassgpt[constraints]' "
+                         "(or pip install llguidance)") from None
+    return engine
+
+
 class Constraint:
     """The shared part: length limits, a name for messages, the engine's grammar."""
 
@@ -81,8 +91,7 @@ class Regex(Constraint):
         self.pattern = pattern
 
     def grammar(self) -> str:
-        from llguidance import LLMatcher
-        return LLMatcher.grammar_from_regex(self.pattern)
+        return llguidance().LLMatcher.grammar_from_regex(self.pattern)
 
     def _args(self) -> str:
         return repr(self.pattern)
@@ -107,8 +116,7 @@ class JSONSchema(Constraint):
         self.schema = schema
 
     def grammar(self) -> str:
-        from llguidance import LLMatcher
-        return LLMatcher.grammar_from_json_schema(self.schema, overrides=self.LAYOUT)
+        return llguidance().LLMatcher.grammar_from_json_schema(self.schema, overrides=self.LAYOUT)
 
     def _args(self) -> str:
         text = json.dumps(self.schema, sort_keys=True)
@@ -144,9 +152,8 @@ class Grammar(Constraint):
         self.text = text
 
     def grammar(self) -> str:
-        from llguidance import grammar_from
         try:
-            return grammar_from("grammar", self.text)
+            return llguidance().grammar_from("grammar", self.text)
         except ValueError as e:
             raise GlassError(f"{self!r}: {one_line(str(e))}") from None
 
@@ -156,8 +163,7 @@ class Grammar(Constraint):
 
 
 def _lark(text: str) -> str:
-    from llguidance import LLMatcher
-    return LLMatcher.grammar_from_lark(text)
+    return llguidance().LLMatcher.grammar_from_lark(text)
 
 
 def one_line(message: str) -> str:

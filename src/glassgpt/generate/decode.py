@@ -175,10 +175,10 @@ class Row:
                 self.constraint.advance(token)
             if self.text.stopped:
                 self.finish_reason = "stop"
-            elif self.constraint is not None and self.constraint.finished:
+            elif self.constraint is not None and self.constraint.complete:
                 self.finish_reason = "constraint"      # complete: nothing more may follow
-            elif len(self.ids) >= self.request.max_new_tokens:
-                self.finish_reason = "length"
+            elif len(self.ids) >= self.request.max_new_tokens or (self.constraint and self.constraint.finished):
+                self.finish_reason = "length"          # (or the constraint's own max_tokens/max_chars)
         if self.done:
             self.text.flush()
         return TokenEvent(token, self.text.release(final=self.done), index, record, self.finish_reason)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import GlassError
-from .constraints import Constraint, one_line
+from .constraints import Constraint, llguidance, one_line
 from .outputs import Alternative, ConstraintStep
 
 FILTERS = ("top_k", "top_p", "min_p")           # the chain steps that remove tokens
@@ -86,7 +86,7 @@ def engine_vocabulary(tokenizer, vocab_size: int) -> EngineVocabulary:
     cached = _VOCABULARIES.get(tokenizer, {})
     if key in cached:
         return cached[key]
-    import llguidance
+    engine = llguidance()
 
     start = time.perf_counter()
     eot = getattr(tokenizer, "eot_id", None)
@@ -94,7 +94,7 @@ def engine_vocabulary(tokenizer, vocab_size: int) -> EngineVocabulary:
     n_vocab = vocab_size + 1 if virtual else vocab_size
     eos = vocab_size if virtual else eot
     wrapper = _Wrapper(tokenizer, n_vocab, eos)
-    lltok = llguidance.LLTokenizer(llguidance.TokenizerWrapper(wrapper), n_vocab=n_vocab, eos_token=eos)
+    lltok = engine.LLTokenizer(engine.TokenizerWrapper(wrapper), n_vocab=n_vocab, eos_token=eos)
     chars = torch.tensor([0 if t.startswith(b"\xff") else sum(1 for b in t if b & 0xC0 != 0x80)
                           for t in wrapper.tokens[:vocab_size]])
     vocab = EngineVocabulary(lltok, vocab_size, n_vocab, eos, virtual, chars, time.perf_counter() - start)
@@ -129,14 +129,14 @@ def compile_constraint(constraint: Constraint, tokenizer, vocab_size: int) -> Co
     key = (vocab_size, repr(constraint), _grammar_key(constraint))
     if key in cache:
         return cache[key]
-    import llguidance
+    engine = llguidance()
 
     start = time.perf_counter()
     try:
         grammar = constraint.grammar()
     except ValueError as e:
         raise GlassError(f"{constraint!r}: {one_line(str(e))}") from None
-    matcher = llguidance.LLMatcher(vocab.lltokenizer, every_tokenization(grammar), log_level=0)
+    matcher = engine.LLMatcher(vocab.lltokenizer, every_tokenization(grammar), log_level=0)
     if matcher.is_error():
         raise GlassError(f"{constraint!r}: {one_line(matcher.get_error())}")
     compiled = CompiledConstraint(constraint, vocab, matcher, time.perf_counter() - start)
@@ -188,6 +188,11 @@ class ConstraintState:
     def accepting(self) -> bool:
         """The text so far is complete: the constraint is satisfied if generation ends here."""
         return self.matcher.is_accepting()
+
+    @property
+    def complete(self) -> bool:
+        """The constraint allows nothing more: the text is done."""
+        return self.matcher.is_stopped()
 
     @property
     def finished(self) -> bool:

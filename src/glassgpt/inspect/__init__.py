@@ -11,8 +11,10 @@ Figures (matplotlib) are in `glassgpt.inspect.plots`; terminal and HTML colourin
 """
 from .ablation import AblationStudy, ablation_study, load_validation
 from .attribution import Attribution, occlusion
+from .choices import ChoiceScores, OptionScore, option_logprobs, score_choices
 from .lens import LogitLens, logit_lens
 from .trace import Trace, trace
 
 __all__ = ["Trace", "trace", "LogitLens", "logit_lens", "Attribution", "occlusion",
-           "AblationStudy", "ablation_study", "load_validation"]
+           "AblationStudy", "ablation_study", "load_validation", "option_logprobs", "score_choices",
+           "OptionScore", "ChoiceScores"]
