@@ -275,7 +275,7 @@ def token_masks(states: list[ConstraintState | None], vocab_size: int) -> torch.
                 raise state.nothing_allowed()
     allowed = ((bits.unsqueeze(-1) >> _SHIFTS) & 1).view(B, -1)[:, :vocab_size].bool()   # (B, V)
     for b, state in enumerate(states):
-        if state is not None:
+        if state is not None and (state.constraint.max_chars is not None or state.tokens_left() <= 1):
             allowed[b] = state.limit(allowed[b])
     return allowed
 
