@@ -23,6 +23,7 @@ COMMANDS = [
     "inspect",
     "ablate",
     "experiment",
+    "serve",
 ]
 
 

@@ -8,6 +8,7 @@
     Session(model)                                                    append / generate / rewind / substitute
     generate(..., constraint=Regex(r"[0-9]+"))                        Choice, Regex, Integer, JSONSchema, Grammar
     query(model, "A: [X]", where={"X": Integer()})                    templates with holes
+    Scheduler(model, max_batch=8)                                     continuous batching: jobs join and leave
 
 The sampler chain and its order are in `samplers`.
 """
@@ -17,9 +18,11 @@ from .outputs import Alternative, Generation, GenerationStats, TokenEvent, Token
 from .prompt_cache import PromptCache
 from .query import Distribution, QueryResult, Text, query
 from .samplers import SamplerChain, SamplingParams
+from .scheduler import Scheduler
 from .session import Session
 
 __all__ = ["generate", "generate_batch", "stream", "Generation", "GenerationStats", "TokenEvent",
            "TokenLogprob", "Alternative", "PromptCache", "SamplerChain", "SamplingParams", "Session",
            "Constraint", "Choice", "Regex", "Integer", "JSONSchema", "Grammar", "constraint_from_fields",
-           "query", "QueryResult", "Text", "Distribution"]
+           "query", "QueryResult", "Text", "Distribution",
+           "Scheduler"]
