@@ -93,3 +93,17 @@ def test_a_job_whose_constraint_runs_out_fails_alone(client, server):
     assert "within 2 tokens" in str(e.value) and "raise max_tokens" in str(e.value)
     r = client.completions.create(model="tiny", prompt="the ", max_tokens=3, temperature=0)
     assert r.choices[0].finish_reason == "length"           # the server goes on serving
+
+
+def test_scheduler_jobs_sample_as_generate_does(model):
+    from glassgpt.generate import Scheduler
+    from glassgpt.generate.constraints import Regex
+
+    scheduler = Scheduler(model, max_batch=6)
+    settings = dict(max_new_tokens=12, temperature=0.9, seed=5, num_samples=2)
+    constrained = scheduler.submit("a: ", constraint=Regex("[0-9]{2}-[a-z]{2,4}"), **settings)
+    free = scheduler.submit("b: ", **settings)
+    scheduler.run_until_done()
+    expected = generate(model, "a: ", constraint=Regex("[0-9]{2}-[a-z]{2,4}"), **settings)
+    assert [g.text for g in constrained.generations()] == [g.text for g in expected]
+    assert [g.text for g in free.generations()] == [g.text for g in generate(model, "b: ", **settings)]
