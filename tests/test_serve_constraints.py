@@ -66,6 +66,8 @@ def test_logprobs_carry_the_constrained_distribution(client):
     lp = r.choices[0].logprobs
     for alternatives in lp.top_logprobs:     # sampled from the constrained distribution: only allowed tokens
         assert sum(pow(2.718281828459045, v) for v in alternatives.values()) == pytest.approx(1.0, abs=1e-4)
+    removed = lp.model_extra["mass_removed"]             # extra: what the constraint took away per token
+    assert len(removed) == len(lp.tokens) and all(0 <= m <= 1 for m in removed) and removed[0] > 0
 
 
 @pytest.mark.parametrize("fields, param", [
