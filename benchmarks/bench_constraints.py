@@ -11,6 +11,8 @@ Rows:
   <constraint> compile           constraint -> a ready matcher (our vocabulary view built once, apart)
   <constraint> mask per step     the engine's mask for one step + applying it to the logits,
                                  along the tokens of a text the constraint accepts
+  <constraint> sampling step      the whole extra cost of a constrained sampling step (mask, renormalise,
+                                 draw at T = 0.8, top-p 0.95, advance) over the chain's own draw
   <constraint> generate          time per token of a constrained stream against unconstrained
                                  (median gaps): the overhead the issue bounds at 10% per token
   exact (oracle)                 steps whose allowed set equals a brute-force oracle's (Python
@@ -167,6 +169,34 @@ def mask_step_seconds(engine, compiled, ids, logits) -> float:
     return statistics.median(times)
 
 
+def sampling_overhead_seconds(model, tok, constraint, ids) -> float:
+    """Median extra time of one constrained sampling step (mask, renormalise, draw, advance)
+    over the plain chain's draw, along `ids` (each the best of 5): the whole per-token cost
+    a constraint adds outside the forward pass, measured without the forward's noise."""
+    from glassgpt.generate.decode import Request, constrained_sample
+    from glassgpt.generate.samplers import SamplingParams
+
+    request = Request.build(model, [ids[:1]], SamplingParams.of(temperature=0.8, top_p=0.95, seed=0), tok,
+                            constraint)
+    state, extra = request.constraint.new_state(), []
+    logits = torch.randn(1, model.config.vocab_size)
+    def best(fn, repeat=5):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    for token in ids:
+        plain = best(lambda: request.chain.sample(logits, None, request.generator))
+        constrained = best(lambda: constrained_sample(request, logits, None, [state]))
+        start = time.perf_counter()
+        state.advance(token)
+        extra.append(constrained + time.perf_counter() - start - plain)
+    return statistics.median(extra)
+
+
 def oracle_agreement(engine, compiled, tok, pattern: str, ids, max_steps: int) -> str:
     """Steps whose allowed set equals the brute-force oracle's, along `ids`."""
     import regex
@@ -239,6 +269,9 @@ def main(argv=None) -> None:
         rows.append((f"{name}: compile (ms)", compile_ms[0], other(compile_ms), None))
         rows.append((f"{name}: mask per step (ms)", mask_ms[0], other(mask_ms),
                      f"{mask_ms[0] / (step * 1e3):.1%} of a step"))
+        overhead = sampling_overhead_seconds(model, tok, constraint, ids)
+        rows.append((f"{name}: sampling step, extra over the chain (ms)", overhead * 1e3, None,
+                     f"{overhead / step:.1%} of a step"))
         per_token, count = decode_step_seconds(model, prompt, 96, constraint)   # room to complete the text
         free, _ = decode_step_seconds(model, prompt, count)         # unconstrained, run just after (same load)
         rows.append((f"{name}: generate, ms per token ({count} tokens)", per_token * 1e3, free * 1e3,
