@@ -22,8 +22,12 @@ COMMANDS = [
     "play",
     "inspect",
     "ablate",
+    "patch",
+    "attribute",
+    "heads",
     "experiment",
     "serve",
+    "export",
 ]
 
 

@@ -6,6 +6,7 @@
     glassgpt experiment ascii-diffusion corpus -o corpus.txt --documents 2000
     glassgpt experiment ascii-diffusion train -o RUN --minutes 5
     glassgpt experiment ascii-diffusion run RUN -o DIR
+    glassgpt experiment icl build|train|run|patterns ...   (in-context learning as inference)
 """
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ def register(subparsers) -> None:
     r.add_argument("--max-tokens", type=int, help="tokens per continuation (default: from the target length)")
     r.add_argument("-o", "--out", required=True, help="report directory (re-running resumes it)")
     r.set_defaults(func=run_diffusion)
+
+    from .experiment_icl import register_icl
+    register_icl(sub, add_completer_args)
 
 
 def add_completer_args(p) -> None:

@@ -250,14 +250,20 @@ def first_block(model, ablation: Ablation) -> int:
     return min(starts)
 
 
-def forward_from(model, start: int, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The tail of GPT.forward from block `start`, given the residual stream entering it:
-    blocks start.. -> final norm -> unembed -> mean cross-entropy. Probes apply as usual."""
+def blocks_from(model, start: int, resid: torch.Tensor) -> torch.Tensor:
+    """Blocks start.. of GPT.forward, given the residual stream entering block `start`
+    (a fresh causal sequence): (B, T, C) -> the stream leaving the last block. Probes apply."""
     positions = torch.arange(resid.shape[1], device=resid.device)
     x = resid                                                                # (B, T, C)
     for block in model.blocks[start:]:
         x = block(x, positions, None)
-    return cross_entropy(model.head(x), targets)
+    return x
+
+
+def forward_from(model, start: int, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The tail of GPT.forward from block `start`, given the residual stream entering it:
+    blocks start.. -> final norm -> unembed -> mean cross-entropy. Probes apply as usual."""
+    return cross_entropy(model.head(blocks_from(model, start, resid)), targets)
 
 
 def measure(model, batches, parts: list[Ablation], bar=None) -> tuple[list[float], list[list[float]]]:

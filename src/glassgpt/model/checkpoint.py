@@ -7,6 +7,9 @@
 
 Every file is written to a temporary name and renamed into place, so a crash while
 saving leaves the previous checkpoint intact.
+
+`load` also reads a local Hugging Face GPT-2 directory (its config.json says
+"model_type": "gpt2"), through `glassgpt.interop.hf`.
 """
 from __future__ import annotations
 
@@ -40,8 +43,12 @@ def save(model: GPT, path: str | os.PathLike, tokenizer=None, metadata: dict | N
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer: bool = True) -> GPT:
-    """Load a checkpoint directory written by `save` (or by training) as a GPT in eval mode."""
+    """Load a checkpoint directory written by `save` (or by training), or a local Hugging
+    Face GPT-2 directory, as a GPT in eval mode."""
     path = Path(path)
+    if path.is_dir() and _is_hf_directory(path):
+        from ..interop.hf import load_hf   # the interop layer, imported on use: it builds on this module
+        return load_hf(path, device=device, tokenizer=tokenizer)
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a directory: give a run directory made by `glassgpt train`")
     for needed in (CONFIG, WEIGHTS):
@@ -65,6 +72,14 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer:
         raise CheckpointError(f"{path / WEIGHTS} does not match config.json (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}): the files come from different models")
     return model.to(device).eval()
+
+
+def _is_hf_directory(path: Path) -> bool:
+    try:
+        data = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "model_type" in data
 
 
 def read_config(path: str | os.PathLike) -> GPTConfig:
