@@ -26,8 +26,8 @@ COMMANDS = [
     "attribute",
     "heads",
     "experiment",
-    "serve",
     "export",
+    "serve",
 ]
 
 

@@ -158,7 +158,8 @@ class Scheduler:
 
     @property
     def queue_length(self) -> int:
-        return len(self.waiting)
+        """Samples waiting to join the batch."""
+        return sum(job.n for job in list(self.waiting))
 
     @property
     def batch_size(self) -> int:
