@@ -52,8 +52,8 @@ class Constraint:
                          if v is not None)
         return f"{type(self).__name__}({self._args()}{limits})"
 
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and repr(self) == repr(other)
+    def __eq__(self, other) -> bool:        # all settings, not the repr (which shortens long texts)
+        return type(self) is type(other) and vars(self) == vars(other)
 
     def __hash__(self) -> int:
         return hash(repr(self))

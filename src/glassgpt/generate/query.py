@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 
 from ..errors import GlassError
@@ -213,12 +214,12 @@ def healable(tokenizer, ids: list[int]) -> str:
     return text if last in extends else ""
 
 
-_EXTENDED: dict[int, set[bytes]] = {}
+_EXTENDED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _extensions(tokenizer) -> set[bytes]:
     """Every proper prefix of an ordinary token (cached per tokenizer)."""
-    key = id(tokenizer)
+    key = tokenizer
     if key not in _EXTENDED:
         specials = set(tokenizer.special_tokens.values())
         prefixes = set()
@@ -230,7 +231,6 @@ def _extensions(tokenizer) -> set[bytes]:
             except GlassError:
                 continue
             prefixes.update(data[:k] for k in range(1, len(data)))
-        _EXTENDED.clear()
         _EXTENDED[key] = prefixes
     return _EXTENDED[key]
 
