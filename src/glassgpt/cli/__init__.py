@@ -56,3 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:                # a file-system failure no command turned into a GlassError
+        from ..fileio import file_error
+        print(f"error: {file_error(e, e.filename or 'a file', 'use')}", file=sys.stderr)
+        return 2
