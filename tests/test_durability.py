@@ -51,7 +51,7 @@ def model_config() -> GPTConfig:
 def settings(**overrides) -> TrainConfig:
     return TrainConfig(**{**dict(batch_size=2, max_iters=STEPS, eval_interval=FIRST_SAVE, eval_iters=1,
                                  log_interval=1, warmup_iters=1, lr=3e-3, seed=7, device="cpu",
-                                 checkpoint_seconds=None), **overrides})
+                                 checkpoint_seconds=None, precision="fp32"), **overrides})
 
 
 class Crash(BaseException):
@@ -225,7 +225,7 @@ def two_trainings_on_one_directory(bench: Bench) -> dict:
     fresh = bench.root / "together"
     args = ("train", bench.data, "-o", fresh, "--n-layer", "1", "--d-model", "16", "--n-head", "2",
             "--context-length", "8", "--batch-size", "2", "--max-iters", "4", "--eval-interval", "2",
-            "--eval-iters", "1", "--device", "cpu")
+            "--eval-iters", "1", "--device", "cpu", "--precision", "fp32")
     pids = [child(lambda: cli(*args), bench.root / f"together{i}.err") for i in range(2)]
     statuses = sorted(wait(pid) for pid in pids)
     errors = [(bench.root / f"together{i}.err").read_text() for i in range(2)]

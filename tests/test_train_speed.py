@@ -100,6 +100,20 @@ def test_auto_precision_takes_bf16_only_when_measured_clearly_faster(monkeypatch
     assert speed.choose_precision(model, None, CPU, "auto", "fp32").precision == "fp32"
 
 
+def test_an_auto_precision_is_measured_once_per_shape_and_then_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("GLASSGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: True)
+    measured = []
+    monkeypatch.setattr(speed, "time_precisions", lambda *a: measured.append(1) or {"fp32": 1.0, "bf16": 0.5})
+    key = speed.shape_key(tiny(), 4, "auto", "cpu")
+    first = speed.choose_precision(torch.nn.Linear(2, 2), None, CPU, "auto", "bf16", key=key)
+    monkeypatch.setattr(speed, "time_precisions", lambda *a: measured.append(1) or {"fp32": 0.5, "bf16": 1.0})
+    again = speed.choose_precision(torch.nn.Linear(2, 2), None, CPU, "auto", "bf16", key=key)
+    other = speed.choose_precision(torch.nn.Linear(2, 2), None, CPU, "auto", "bf16", key="another shape")
+    assert (first.precision, again.precision, other.precision) == ("bf16", "bf16", "fp32")
+    assert len(measured) == 2 and "measured before" in again.reason
+
+
 def test_timing_precisions_leaves_gradients_and_random_state_alone():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
 

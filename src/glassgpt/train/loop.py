@@ -203,7 +203,8 @@ class Trainer:
         if config.precision == "auto" and saved.get("precision"):
             choice = PrecisionChoice(saved["precision"], f"precision: {saved['precision']} (as the run began)")
         else:
-            choice = choose_precision(self.model, probe, device, config.precision, pick_precision(device, "auto"))
+            choice = choose_precision(self.model, probe, device, config.precision, pick_precision(device, "auto"),
+                                      key=shape_key(self.model.config, config.batch_size, "auto", device.type))
         self.precision = choice.precision
         self.compile_key = shape_key(self.model.config, config.batch_size, self.precision, device.type)
         self.eager_seconds = None                      # forward + backward, measured when compiling is weighed

@@ -77,29 +77,37 @@ def shape_key(model_config, batch_size: int, precision: str, device_type: str) -
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def compile_history_file() -> Path:
-    return cache_dir() / "compile_times.json"
+def history_file() -> Path:
+    return cache_dir() / "speed_history.json"
 
 
-def known_compile(key: str) -> dict | None:
+def _read(key: str) -> dict | None:
     try:
-        return json.loads(compile_history_file().read_text(encoding="utf-8")).get(key)
+        return json.loads(history_file().read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
 
 
-def remember_compile(key: str, compile_seconds: float, speedup: float) -> None:
-    """Keep what compiling this shape cost and gave, for the next run's decision."""
-    path = compile_history_file()
+def _write(key: str, value: dict) -> None:
+    path = history_file()
     try:
         history = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         history = {}
-    history[key] = {"compile_seconds": round(compile_seconds, 2), "speedup": round(speedup, 3)}
+    history[key] = value
     try:
         atomic_write_text(path, json.dumps(history, indent=1))
     except OSError:
-        pass                                   # a read-only cache only costs the next run a guess
+        pass                                   # a read-only cache only costs the next run a measurement
+
+
+def known_compile(key: str) -> dict | None:
+    return _read("compile:" + key)
+
+
+def remember_compile(key: str, compile_seconds: float, speedup: float) -> None:
+    """Keep what compiling this shape cost and gave, for the next run's decision."""
+    _write("compile:" + key, {"compile_seconds": round(compile_seconds, 2), "speedup": round(speedup, 3)})
 
 
 def use_compile_caches() -> None:
@@ -119,16 +127,26 @@ class PrecisionChoice:
 
 
 def choose_precision(model, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, requested: str,
-                     auto_choice: str, rounds: int = 3) -> PrecisionChoice:
+                     auto_choice: str, rounds: int = 3, key: str | None = None) -> PrecisionChoice:
     """`requested` unless it is 'auto'. Auto on a CPU with native bf16: time forward + backward
     in fp32 and bf16 on `batch` (alternating, best of `rounds` each) and keep the faster; gradients
-    and the random state are left as they were. Elsewhere 'auto' is `auto_choice`."""
+    and the random state are left as they were. Elsewhere 'auto' is `auto_choice`.
+    With a `key` (the model's shape), the first measurement is remembered and later runs of the
+    same shape take the same precision: two runs of one command train the same way."""
     if requested != "auto":
         return PrecisionChoice(requested, f"precision: {requested}")
     if device.type != "cpu" or not cpu_has_native_bf16():
         return PrecisionChoice(auto_choice, f"precision: {auto_choice} (auto)")
+    known = _read("precision:" + key) if key else None
+    if known and known.get("precision") in ("fp32", "bf16"):
+        timings = known.get("timings") or {}
+        shown = ", ".join(f"{p} {t * 1e3:.0f} ms" for p, t in timings.items())
+        return PrecisionChoice(known["precision"], f"precision: {known['precision']} (auto, measured before for "
+                                                   f"this shape: {shown}; --precision to choose)", timings or None)
     timings = time_precisions(model, batch, device, ("fp32", "bf16"), rounds)
     best = "bf16" if timings["bf16"] < timings["fp32"] / BF16_MARGIN else "fp32"   # clearly faster, or exact fp32
+    if key:
+        _write("precision:" + key, {"precision": best, "timings": timings})
     shown = ", ".join(f"{p} {t * 1e3:.0f} ms" for p, t in timings.items())
     return PrecisionChoice(best, f"precision: {best} (auto, measured per forward + backward: {shown})", timings)
 
