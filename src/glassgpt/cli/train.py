@@ -12,7 +12,7 @@ MODEL_OPTIONS = ("d_model", "n_layer", "n_head", "d_ff", "context_length", "posi
                  "activation", "bias", "tie_embeddings", "dropout")
 TRAIN_OPTIONS = ("batch_size", "grad_accum", "max_iters", "max_seconds", "lr", "min_lr", "warmup_iters",
                  "weight_decay", "grad_clip", "eval_interval", "eval_iters", "log_interval", "seed",
-                 "device", "precision", "compile", "threads", "teacher")
+                 "device", "precision", "compile", "threads", "teacher", "init_from")
 # settings a resumed run may change: how long, and where/how it runs
 RESUMABLE = ("max_iters", "max_seconds", "eval_interval", "log_interval", "device", "precision", "compile",
              "threads")
@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     t.add_argument("--teacher", metavar="RUN", type=lambda run: str(Path(run).resolve()),
                    help="distil this trained run (same tokenizer): learn its next-token distributions, "
                         "e.g. to make a draft model for speculative decoding")
+    t.add_argument("--init-from", metavar="RUN", type=lambda run: str(Path(run).resolve()),
+                   help="start from this saved model's weights and shape (fine-tuning; same tokenizer); "
+                        "the model options above are then ignored")
     p.set_defaults(func=run)
 
 

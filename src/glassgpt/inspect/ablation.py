@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from ..errors import GlassError
 from ..model.gpt import cross_entropy
 from .render import text_table
 from .trace import evaluating
+
+if TYPE_CHECKING:
+    from ..model import GPT
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -244,13 +247,44 @@ def ablations(model, head_means: torch.Tensor | None = None) -> list[Ablation]:
     return parts
 
 
+def skip_blocks(blocks) -> dict[str, Edit]:
+    """Edits skipping every block in `blocks` (each adds nothing to the residual stream)."""
+    edits: dict[str, Edit] = {}
+    for i in sorted(set(blocks)):
+        edits.update(skip_block(i))
+    return edits
+
+
 def pruned(model, k: int) -> Ablation:
     """The last k blocks skipped."""
     n = model.config.n_layer
-    edits: dict[str, Edit] = {}
-    for i in range(n - k, n):
-        edits.update(skip_block(i))
-    return Ablation(f"last {k} blocks dropped", "prune", edits)
+    return Ablation(f"last {k} blocks dropped", "prune", skip_blocks(range(n - k, n)))
+
+
+def without_blocks(model, blocks) -> "GPT":
+    """The same model with `blocks` taken out, as a real smaller GPT (its own config,
+    n_layer fewer, the kept blocks renumbered in order), e.g. to fine-tune or save it.
+    Its outputs equal the intact model's under `skip_blocks(blocks)`."""
+    from ..model import GPT
+    n = model.config.n_layer
+    drop = sorted(set(int(b) for b in blocks))
+    if any(not 0 <= b < n for b in drop):
+        raise GlassError(f"blocks {drop} do not all exist: the model has blocks 0 .. {n - 1}")
+    if len(drop) >= n:
+        raise GlassError(f"cannot drop all {n} blocks: keep at least one")
+    kept = [i for i in range(n) if i not in drop]
+    small = GPT(model.config.replace(n_layer=len(kept)), tokenizer=model.tokenizer)
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "blocks":
+            old = int(parts[1])
+            if old in drop:
+                continue
+            parts[1] = str(kept.index(old))
+        state[".".join(parts)] = value
+    small.load_state_dict(state)
+    return small.to(model.device).train(model.training)
 
 
 # -- measuring --------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class TrainConfig:
     compile: bool = False             # torch.compile the model
     threads: int | None = None        # CPU threads (None: torch's default)
     teacher: str | None = None        # a trained run to distil: learn its next-token distributions
+    init_from: str | None = None      # a saved model to start from (fine-tuning): its weights and shape
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))

@@ -98,7 +98,9 @@ class Trainer:
         from ..tokenizer import Tokenizer
         tokenizer = Tokenizer.load(data_dir / TOKENIZER)
         seed_everything(config.seed)                    # the same initial weights on every process
-        if state is None:
+        if state is None and config.init_from:
+            self.model = load_initial(config.init_from, tokenizer.vocab_size)
+        elif state is None:
             model_config = (model_config or GPTConfig.preset("small")).replace(vocab_size=tokenizer.vocab_size)
             self.model = GPT(model_config, verbose=self.show)
         else:
@@ -287,6 +289,15 @@ class Trainer:
     def postfix(train_loss, val_loss, tokens_per_s) -> str:
         val = f" val {val_loss:.3f}" if val_loss is not None else ""
         return f"loss {train_loss:.3f}{val} | {tokens_per_s:,.0f} tok/s"
+
+
+def load_initial(path, vocab_size: int) -> GPT:
+    """The saved model a fine-tuning run starts from (its shape replaces the model config)."""
+    model = load(path, device="cpu", tokenizer=False).train()
+    if model.config.vocab_size != vocab_size:
+        raise GlassError(f"{path} has a vocabulary of {model.config.vocab_size} ids and the data {vocab_size}: "
+                         f"fine-tune on data made with the same tokenizer")
+    return model
 
 
 def load_teacher(run, model: GPT, device: torch.device) -> GPT:
