@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...errors import GlassError
 from ...inspect.choices import option_logprobs
 from ...inspect.trace import evaluating
 from .tasks import Question, Task
@@ -55,8 +56,12 @@ def score_question(model, question: Question, tokenizer) -> dict:
 def score_task(model, task: Task, tokenizer, progress: bool = False, desc: str = "") -> dict:
     """Every question of a task: per-question picks, and acc / acc_norm with standard errors."""
     picks, picks_norm, logprobs = [], [], []
-    for q in tqdm(task.questions, desc=desc or task.name, unit="question", disable=not progress, leave=False):
-        s = score_question(model, q, tokenizer)
+    for i, q in enumerate(tqdm(task.questions, desc=desc or task.name, unit="question", disable=not progress,
+                               leave=False)):
+        try:
+            s = score_question(model, q, tokenizer)
+        except GlassError as e:
+            raise GlassError(f"task {task.name}, question {i + 1}: {e}") from None
         picks.append(s["pick"])
         picks_norm.append(s["pick_norm"])
         logprobs.append(s["logprobs"])

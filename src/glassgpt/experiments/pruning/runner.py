@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...errors import GlassError
 from ...inspect.ablation import find_data_dir, fixed_batches, load_validation, without_blocks
@@ -164,7 +165,7 @@ class Study:
         todo = [m for m in ["info"] + measures if self.report.done({"model": name, "measure": m}) is None]
         if not todo:
             return
-        model = model() if callable(model) else model
+        model = model if isinstance(model, torch.nn.Module) else model()
         if "info" in todo:
             self.report.append({"model": name, "measure": "info", "kind": kind, "blocks_dropped": blocks,
                                 "params": model.num_parameters(), "n_layer": model.config.n_layer,
