@@ -4,7 +4,8 @@ random weights, ours vs Hugging Face transformers' GPT-2 with identical weights.
 fp32 decoding of these shapes is bound by memory bandwidth: every weight is read once
 per token. The table prints that ceiling (this machine's measured read bandwidth over
 the bytes read per token) beside the speeds, and rows for our half-precision decode
-weights (`GPT.set_decode_dtype`), which read half the bytes. "same tokens" compares
+weights (`fast_decode(model, dtype=...)`), which read half the bytes. Every call enters
+its own fast-decoding scope, as `glassgpt generate` does: the copies' cost is in the figures. "same tokens" compares
 the greedy tokens with transformers' fp32 ones; otherwise the row says how many of the
 first tokens agree (greedy runs diverge after their first difference).
 """
@@ -16,12 +17,14 @@ import torch
 
 from benchmarks.common import header, hf_gpt2_pair, ratio, table, timer
 from glassgpt.generate import generate
+from glassgpt.generate.fast import fast_decode
 
 SHAPES = {"6x384": (6, 384, 6), "gpt2-small 12x768": (12, 768, 12)}
 
 
-def decode_ours(model, prompt, n):
-    return torch.tensor(generate(model, prompt[0].tolist(), max_new_tokens=n, temperature=0)[0].ids)
+def decode_ours(model, prompt, n, dtype=None):
+    with fast_decode(model, dtype=dtype):
+        return torch.tensor(generate(model, prompt[0].tolist(), max_new_tokens=n, temperature=0)[0].ids)
 
 
 @torch.inference_mode()
@@ -73,9 +76,7 @@ def main(argv=None) -> None:
         hf_tps, hf_ids = tokens_per_second(decode_hf, hf, prompt, n, repeats=repeats)
         fp32_mb = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
         for dtype, bytes_per_weight in (("float32", 4), ("float16", 2), ("bfloat16", 2)):
-            ours.set_decode_dtype(dtype)
-            decode_ours(ours, prompt, 4)                                   # makes the copies
-            tps, ids = tokens_per_second(decode_ours, ours, prompt, n, repeats=repeats)
+            tps, ids = tokens_per_second(decode_ours, ours, prompt, n, dtype, repeats=repeats)
             rows.append((f"{name} {dtype} decode weights ({agreement(ids, hf_ids)})", tps, hf_tps,
                          ratio(tps, hf_tps)))
             ceiling = bandwidth * 1e3 / (fp32_mb * bytes_per_weight / 4)

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     ablation_batches, batch_size = (4 if args.quick else args.batches), args.batch_size
     print(f"CPU: {cpu_description()}")
     torch.manual_seed(0)
-    model = GPT(GPTConfig.preset("medium"), verbose=False).eval()
+    model = GPT(GPTConfig.preset("medium")).eval()
     cfg = model.config
     ids = torch.randint(0, cfg.vocab_size, (1, 256))
 

@@ -47,7 +47,7 @@ def shakespeare_chars() -> Path:
 class OursStep:
     def __init__(self, config: GPTConfig, settings: TrainConfig, precision: str, model: GPT | None = None):
         torch.manual_seed(0)
-        self.model = model if model is not None else GPT(config, verbose=False)
+        self.model = model if model is not None else GPT(config)
         self.precision, self.settings = precision, settings
         self.optimizer = make_optimizer(self.model, settings, CPU)
         self.step = 0

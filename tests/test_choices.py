@@ -18,7 +18,7 @@ CORPUS = ("the answer is yes. the answer is no. is it yes or no? yes, yes and no
 def tiny(tokenizer, seed=0):
     torch.manual_seed(seed)
     config = GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, context_length=48, d_model=32)
-    model = GPT(config, tokenizer=tokenizer, verbose=False).eval()
+    model = GPT(config, tokenizer=tokenizer).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:

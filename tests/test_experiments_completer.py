@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest_experiments import tiny_model
+from helpers import experiment_model
 from glassgpt.errors import GlassError
 from glassgpt.experiments.completer import GlassCompleter, OpenAICompleter, entropy_lower_bound
 
@@ -130,8 +130,7 @@ def test_entropy_lower_bound():
 
 
 def test_glass_completion_logprobs_and_entropies_match_a_plain_forward_pass():
-    pytest.importorskip("glassgpt.generate.decode", reason="needs the generate branch")
-    model, tok = tiny_model(context_length=64)
+    model, tok = experiment_model(context_length=64)
     c = GlassCompleter(model).complete("hello ", max_tokens=12, temperature=0.8, seed=1, logprobs=3)
     assert len(c.token_ids) == len(c.token_logprobs) == len(c.entropies) == 12
     assert c.text == tok.decode(c.token_ids) and c.tokens == [tok.id_to_str(i) for i in c.token_ids]
@@ -146,7 +145,7 @@ def test_glass_completion_logprobs_and_entropies_match_a_plain_forward_pass():
 
 
 def test_glass_top_scores_are_the_raw_logits():
-    model, tok = tiny_model()
+    model, tok = experiment_model()
     top = GlassCompleter(model).top_scores("the ", 5)
     with torch.no_grad():
         logits = model(torch.tensor([tok.encode("the ")])).logits[0, -1]

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("glassgpt.generate.decode", reason="needs the generate branch")
-pytest.importorskip("glassgpt.tokenizer.chars", reason="needs the tokenizer branch")
-
-from glassgpt.model import GPT, GPTConfig, save  # noqa: E402
-from glassgpt.tokenizer import Tokenizer  # noqa: E402
+from glassgpt.model import GPT, GPTConfig, save
+from glassgpt.tokenizer import Tokenizer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -24,7 +21,7 @@ def run_dir(tmp_path_factory):
     torch.manual_seed(0)
     tok = Tokenizer.chars(string.printable)             # every character a prompt here can hold
     model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=128, d_model=32, n_layer=1,
-                                 n_head=2), tokenizer=tok, verbose=False)
+                                 n_head=2), tokenizer=tok)
     return save(model, tmp_path_factory.mktemp("tiny") / "run")
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest_experiments import MarkovCompleter, tiny_model
+from helpers import MarkovCompleter, experiment_model
 from glassgpt.errors import GlassError
 from glassgpt.experiments.ascii_diffusion import DiffusionSettings, run_ascii_diffusion
 from glassgpt.experiments.ascii_diffusion.builder import Frame
@@ -55,7 +55,7 @@ def test_mechanism_divides_scores_and_keeps_the_order():
 
 
 def test_mechanism_on_a_real_model_uses_its_logits():
-    model, _ = tiny_model()
+    model, _ = experiment_model()
     mech = temperature_mechanism(GlassCompleter(model), "the ", [0.01, 1.0], k=5)
     rows = {r["temperature"]: r for r in mech["rows"]}
     assert rows[0.01]["probs"][0] > 0.99 or mech["scores"][0] - mech["scores"][1] < 0.05

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest_generate import ALPHABET, CharTokenizer, EOT, one_thread, tiny_model  # noqa: F401 (autouse fixture)
+from helpers import ALPHABET, EOT, char_tokenizer, tiny_model
 from glassgpt.errors import GlassError
 from glassgpt.generate import generate, stream
 
 
-NO_EOT = CharTokenizer(ALPHABET + "#", specials=())     # the same ids, with no end-of-text token
+NO_EOT = char_tokenizer(ALPHABET + "#", specials=())     # the same ids, with no end-of-text token
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
-"""`glassgpt generate` and `glassgpt play`: in-process with a stand-in tokenizer, and end to end
-in a subprocess once the real tokenizer (glassgpt.tokenizer.Tokenizer) is in the tree."""
+"""`glassgpt generate` and `glassgpt play`: in-process, and end to end in a subprocess."""
 from __future__ import annotations
 
 import argparse
@@ -11,26 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest_generate import one_thread, tiny_model  # noqa: F401 (autouse fixture)
+from helpers import tiny_model
 from glassgpt.cli import COMMANDS
 from glassgpt.errors import GlassError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def has_real_tokenizer() -> bool:
-    try:
-        from glassgpt.tokenizer import Tokenizer  # noqa: F401
-        for name in COMMANDS:                     # the whole CLI must import for `python -m glassgpt`
-            importlib.import_module(f"glassgpt.cli.{name}")
-    except ImportError:
-        return False
-    return True
-
-
-needs_tokenizer = pytest.mark.skipif(not has_real_tokenizer(),
-                                     reason="glassgpt.tokenizer.Tokenizer and the full CLI are not merged yet")
+def test_every_cli_module_imports():
+    """`python -m glassgpt` needs the whole CLI: a broken import fails here, not as a skip."""
+    for name in COMMANDS:
+        importlib.import_module(f"glassgpt.cli.{name}")
 
 
 def run_command(module: str, argv: list[str], monkeypatch, model) -> int:
@@ -54,21 +46,41 @@ def test_generate_streams_the_greedy_continuation(monkeypatch, capsys):
     assert f"stopped: {expected.finish_reason}" in out.err
 
 
+def record_scopes(monkeypatch) -> list:
+    """Keep every fast-decoding scope the command opens (its settings, the copies it held at the end)."""
+    import contextlib
+
+    import glassgpt.generate.fast as fast
+
+    scopes, real = [], fast.fast_decode
+
+    @contextlib.contextmanager
+    def recording(model, *args, **kwargs):
+        with real(model, *args, **kwargs) as scope:
+            yield scope
+            scopes.append((scope.dtype, scope.copies_enabled, scope.bytes_held))
+    monkeypatch.setattr(fast, "fast_decode", recording)
+    return scopes
+
+
 def test_generate_with_half_precision_decode_weights(monkeypatch, capsys):
     model = tiny_model(scale=4.0)
     expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    scopes = record_scopes(monkeypatch)
     run_command("generate", ["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15", "--temperature", "0",
                              "--decode-weights", "float16"], monkeypatch, model)
-    assert model.decode_dtype is not None and model.decode_dtype.itemsize == 2
+    assert [(dtype, copies) for dtype, copies, _ in scopes] == [(torch.float16, True)]
+    assert scopes[0][2] > 0                                               # half copies were read
     assert capsys.readouterr().out == "the " + expected.text + "\n"
 
 
 def test_generate_without_weight_copies_gives_the_same_text(monkeypatch, capsys):
     model = tiny_model(scale=4.0)
     expected = model.generate("the ", max_new_tokens=15, temperature=0)[0]
+    scopes = record_scopes(monkeypatch)
     run_command("generate", ["generate", "RUN", "--prompt", "the ", "--max-new-tokens", "15", "--temperature", "0",
                              "--no-weight-copies"], monkeypatch, model)
-    assert not model.unembed.weight_copies and "_decode_copies" not in model.unembed.__dict__
+    assert scopes == [(None, False, 0)]                                   # no copies made
     assert capsys.readouterr().out == "the " + expected.text + "\n"
 
 
@@ -152,7 +164,6 @@ def run_dir(tmp_path_factory):
     return save(model, tmp_path_factory.mktemp("run") / "run"), model
 
 
-@needs_tokenizer
 def test_cli_generate_end_to_end(run_dir):
     path, model = run_dir
     r = cli("generate", str(path), "--prompt", "the ", "--max-new-tokens", "12", "--temperature", "0")
@@ -160,7 +171,6 @@ def test_cli_generate_end_to_end(run_dir):
     assert r.stdout == "the " + model.generate("the ", max_new_tokens=12, temperature=0)[0].text + "\n"
 
 
-@needs_tokenizer
 def test_cli_play_with_piped_commands_end_to_end(run_dir):
     path, model = run_dir
     r = cli("play", str(path), "--temperature", "0", "--chunk", "5",

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest_generate import ALPHABET, CharTokenizer, one_thread, tiny_model  # noqa: F401 (autouse fixture)
+from helpers import ALPHABET, char_tokenizer, tiny_model
 from glassgpt.errors import GlassError
 from glassgpt.generate import Session, generate
 
-NO_EOT = CharTokenizer(ALPHABET + "#", specials=())
+NO_EOT = char_tokenizer(ALPHABET + "#", specials=())
 
 
 @pytest.fixture(scope="module")

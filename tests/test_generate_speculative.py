@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest_generate import ALPHABET, CharTokenizer, one_thread, tiny_model  # noqa: F401 (autouse fixture)
+from helpers import ALPHABET, char_tokenizer, tiny_model
 from glassgpt.errors import GlassError
 from glassgpt.generate import PromptCache, generate, stream
 from glassgpt.generate.samplers import SamplerChain, SamplingParams
 
-NO_EOT = CharTokenizer(ALPHABET + "#", specials=())
+NO_EOT = char_tokenizer(ALPHABET + "#", specials=())
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest_inspect import ALPHABET, tiny_model
+from helpers import ALPHABET, probe_model
 from glassgpt.errors import GlassError
 from glassgpt.inspect import trace
-from glassgpt.inspect.ablation import (Ablation, ablation_study, ablations, find_data_dir, fixed_batches,
+from glassgpt.inspect.ablation import (Ablation, ablation_study, ablations, find_data_dir,
                                        load_validation, measure, pruned)
 from glassgpt.inspect.attribution import occlusion
+from glassgpt.train.data import fixed_batches
 from glassgpt.inspect.lens import lens_logits, logit_lens
 
 TEXT = "the cat sat on the mat. the dog sat on the log."
@@ -23,7 +24,7 @@ TEXT = "the cat sat on the mat. the dog sat on the log."
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model()
+    return probe_model()
 
 
 def plain_loss_per_token(model, ids):
@@ -106,7 +107,7 @@ def test_bad_input_is_one_line(model):
 
 
 def _without_tokenizer():
-    m = tiny_model()
+    m = probe_model()
     m.tokenizer = None
     return m
 
@@ -157,7 +158,7 @@ def test_occlusion_bad_position(model):
 @pytest.fixture(scope="module")
 def batches():
     tokens = np.random.default_rng(0).integers(0, len(ALPHABET), 4000).astype(np.uint16)
-    return fixed_batches(tokens, 3, 2, 32, seed=1)
+    return fixed_batches(tokens, 3, 2, 32, torch.device("cpu"), seed=1)
 
 
 def full_forward_losses(model, batches, edits):
@@ -183,7 +184,7 @@ def test_cached_prefix_equals_a_full_forward(model, batches):
 def test_zeroing_a_head_equals_zeroing_its_weights(model, batches):
     layer, head, hd = 1, 2, model.config.head_dim
     by_probe = {a.name: a for a in ablations(model)}[f"head {layer}.{head}"]
-    edited = tiny_model()
+    edited = probe_model()
     attn = edited.blocks[layer].attention
     cols = slice(head * hd, (head + 1) * hd)
     with torch.no_grad():
@@ -200,12 +201,12 @@ def test_zeroing_a_head_equals_zeroing_its_weights(model, batches):
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_norm_to_identity_equals_removing_the_layernorm(batches, norm):
-    model = tiny_model(norm=norm)
+    model = probe_model(norm=norm)
     names = {a.name: a for a in ablations(model)}
     x, y = batches[0]
     for name, module in [("attn_norm 1", "attn_norm"), ("ff_norm 0", "ff_norm")]:
         block = int(name[-1])
-        edited = tiny_model(norm=norm)
+        edited = probe_model(norm=norm)
         setattr(edited.blocks[block], module, nn.Identity())
         with torch.no_grad(), model.probing(edit=names[name].edits):
             probed = model(x).logits
@@ -225,7 +226,7 @@ def test_pruning_every_block_leaves_embeddings_and_unembed(model, batches):
 
 def test_positional_ablation_equals_zeroed_position_weights(model, batches):
     part = {a.name: a for a in ablations(model)}["positional encoding"]
-    edited = tiny_model()
+    edited = probe_model()
     with torch.no_grad():
         edited.positional_encoding.weight.zero_()
     assert full_forward_losses(model, batches, part.edits) == pytest.approx(
@@ -233,7 +234,7 @@ def test_positional_ablation_equals_zeroed_position_weights(model, batches):
 
 
 def test_ablation_study_tables(batches):
-    model = tiny_model(positional="rope")
+    model = probe_model(positional="rope")
     tokens = np.random.default_rng(0).integers(0, len(ALPHABET), 2000).astype(np.uint16)
     study = ablation_study(model, tokens, batches=3, batch_size=2, mean_ablate=True, progress=False)
     n, h = model.config.n_layer, model.config.n_head
@@ -261,6 +262,6 @@ def test_validation_data(tmp_path):
         find_data_dir(run)
     (run / "train_config.json").write_text(json.dumps({"data_dir": str(data)}))
     assert find_data_dir(run) == data
-    a, b = fixed_batches(tokens, 2, 3, 10, seed=0), fixed_batches(tokens, 2, 3, 10, seed=0)
+    a, b = (fixed_batches(tokens, 2, 3, 10, torch.device("cpu"), seed=0) for _ in range(2))
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
     assert torch.equal(a[0][1], a[0][0] + 1)                        # targets are the next tokens

@@ -37,7 +37,7 @@ def run(tmp_path_factory):
     tok = Tokenizer.chars(CORPUS)
     torch.manual_seed(0)
     model = GPT(GPTConfig.preset("tiny", vocab_size=tok.vocab_size, context_length=32, d_model=32),
-                tokenizer=tok, verbose=False)
+                tokenizer=tok)
     save(model, d / "run")
     (d / "data").mkdir()
     np.array(tok.encode(CORPUS), dtype=np.uint16).tofile(d / "data" / "val.bin")

@@ -2,6 +2,7 @@
 saved = loaded, and our `gpt2` preset = Hugging Face transformers' GPT-2."""
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +22,7 @@ VARIANTS = [
 
 def tiny(**kw) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig.preset("tiny", vocab_size=97, context_length=32, d_model=32, n_head=4, **kw),
-               verbose=False).eval()
+    return GPT(GPTConfig.preset("tiny", vocab_size=97, context_length=32, d_model=32, n_head=4, **kw)).eval()
 
 
 def ids(batch=2, T=24, vocab=97, seed=1):
@@ -129,12 +129,13 @@ def test_gpt2_preset_is_gpt2_small():
     assert (config.n_layer, config.d_model, config.n_head, config.vocab_size, config.context_length) == \
         (12, 768, 12, 50257, 1024)
     with torch.device("meta"):
-        model = GPT(config, verbose=False)
+        model = GPT(config)
     assert model.num_parameters() == 124_439_808     # GPT-2 small, tied embeddings
 
 
 def test_our_gpt2_reproduces_transformers_logits():
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     from glassgpt.model.hf_gpt2 import from_hf_gpt2
 
     torch.manual_seed(0)
@@ -275,3 +276,64 @@ def _hidden(model, x):
     with model.probing(read=["blocks.1.resid_post"]) as probes:
         model(x)
     return probes["blocks.1.resid_post"][:, -1:]
+
+
+@pytest.mark.parametrize("variant", [
+    dict(), dict(positional="sinusoidal"), dict(positional="rope"), dict(positional="none"),
+    dict(norm="post"), dict(activation="relu", bias=False), dict(tie_embeddings=False), dict(n_layer=3),
+])
+def test_probe_names_are_exactly_the_names_a_forward_pass_emits(variant):
+    from glassgpt.model.probes import Probed, Probes
+
+    class Every(Probes):                                   # records every name that passes, in order
+        def __init__(self):
+            super().__init__(read=["*"])
+            self.seen = []
+
+        def wants(self, name):
+            return True                                    # the explicit attention path: scores and pattern too
+
+        def __call__(self, name, x):
+            self.seen.append(name)
+            return x
+
+    config = GPTConfig.preset("tiny", **{"vocab_size": 40, "context_length": 16, "d_model": 32, **variant})
+    model = GPT(config).eval()
+    every = Every()
+    for m in model.modules():
+        if isinstance(m, Probed):
+            m.probes = every
+    with torch.no_grad():
+        model(torch.randint(0, 40, (1, 7)))
+    assert every.seen == model.probe_names()
+    for m in model.modules():
+        if isinstance(m, Probed):
+            m.probes = None
+    with model.probing(read="*") as probes, torch.no_grad():
+        model(torch.randint(0, 40, (1, 7)))
+    assert list(probes.cache) == model.probe_names()
+
+
+def test_building_a_model_prints_nothing(capsys):
+    GPT(GPTConfig.preset("tiny", vocab_size=40))
+    assert capsys.readouterr() == ("", "")
+
+
+def test_glassgpt_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; before = matplotlib.get_backend()\n"
+            "import glassgpt, glassgpt.inspect.plots, glassgpt.train.plot, glassgpt.experiments.temperature\n"
+            "from glassgpt.train.plot import plot_losses\n"
+            "records = [{'step': 1, 'train_loss': 2.0}, {'step': 2, 'val_loss': 1.5}]\n"
+            f"plot_losses(records, {str(tmp_path / 'l.png')!r})\n"
+            "assert matplotlib.get_backend() == before, (before, matplotlib.get_backend())\n"
+            "import matplotlib.pyplot as plt; assert plt.get_fignums() == []\n"
+            "print(before)")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "MPLBACKEND": "svg", "PYTHONPATH": src})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "svg" and (tmp_path / "l.png").stat().st_size > 1000

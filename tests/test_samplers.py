@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from conftest_generate import one_thread  # noqa: F401 (autouse fixture)
 from glassgpt.errors import GlassError
 from glassgpt.generate import samplers as S
+from glassgpt.generate import samplers_fast as fast
 from glassgpt.generate.samplers import SamplerChain, SamplingParams
 
 INF = float("inf")
@@ -73,12 +73,21 @@ def test_top_p_keeps_the_smallest_set_with_mass_p():
 
 
 @pytest.mark.parametrize("spread", [0.02, 0.4, 2.0, 8.0])     # random-weight flat to trained-model peaked
-def test_top_p_over_a_large_vocabulary_equals_a_full_sort(spread):
+def test_textbook_top_p_keeps_what_a_full_sort_keeps(spread):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5000, generator=g) * spread
+    logits[2, :100] = -INF
+    for p in (0.1, 0.5, 0.9, 0.99):
+        assert torch.equal(torch.isfinite(S.top_p(logits, p)), top_p_by_full_sort(logits, p))
+
+
+@pytest.mark.parametrize("spread", [0.02, 0.4, 2.0, 8.0])
+def test_fast_top_p_over_a_large_vocabulary_equals_the_textbook(spread):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 50257, generator=g) * spread
     logits[2, :100] = -INF                                   # tokens an earlier step removed
     for p in (0.1, 0.5, 0.9, 0.95, 0.99):
-        ours = torch.isfinite(S.top_p(logits, p))
+        ours = torch.isfinite(fast.top_p_fast(logits, p))
         # as many tokens (one more or less only where float32 sums in another order reach p)...
         assert (ours.sum(-1) - top_p_by_full_sort(logits, p).sum(-1)).abs().max() <= 1
         probs = torch.softmax(logits, -1)                                          # ...and the most likely ones
@@ -86,9 +95,32 @@ def test_top_p_over_a_large_vocabulary_equals_a_full_sort(spread):
             assert row[kept_row].min() >= row[~kept_row].max() * (1 - 1e-5)
 
 
-def test_top_p_keeps_ties_with_the_last_token_kept():
+@pytest.mark.parametrize("top_p", [S.top_p, fast.top_p_fast])
+def test_top_p_keeps_ties_with_the_last_token_kept(top_p):
     logits = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2]]))
-    assert kept(S.top_p(logits, 0.5)) == {0, 1, 2, 3}
+    assert kept(top_p(logits, 0.5)) == {0, 1, 2, 3}
+    assert kept(top_p(torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])), 0.6)) == {0, 1}
+
+
+def test_fast_top_k_and_min_p_equal_the_textbook_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 50257, generator=g) * 3
+    logits[1, :50] = -INF
+    logits[3, 10:20] = logits[3, 5]                                     # ties
+    for k in (1, 5, 40, 50257):
+        assert torch.equal(fast.top_k_fast(logits, k), S.top_k(logits, k))
+    for m in (0.0, 0.01, 0.1, 0.9):
+        assert torch.equal(fast.min_p_fast(logits, m), S.min_p(logits, m))
+
+
+def test_the_chain_takes_the_fast_filters_on_large_vocabularies_with_the_same_result():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, fast.FAST_VOCAB, generator=g) * 2
+    params = SamplingParams(temperature=0.7, top_k=200, top_p=0.9, min_p=0.02)
+    big = SamplerChain(params, fast.FAST_VOCAB)
+    probs = big.probabilities(logits)
+    textbook = S.temperature(S.min_p(S.top_p(S.top_k(logits, 200), 0.9), 0.02), 0.7).softmax(-1)
+    torch.testing.assert_close(probs, textbook, atol=1e-6, rtol=0)
 
 
 def test_drop_below_equals_masked_fill_and_leaves_kept_logits_untouched():
@@ -98,8 +130,8 @@ def test_drop_below_equals_masked_fill_and_leaves_kept_logits_untouched():
     logits[2, :] = logits[2, 7]                                          # all tied with the floor
     floor = torch.stack([logits[0, 3], logits[1, 500], logits[2, 7], torch.tensor(-INF), torch.tensor(0.1)])[:, None]
     expected = logits.masked_fill(logits < floor, -INF)
-    assert torch.equal(S.drop_below(logits, floor), expected)          # bit for bit, no nan
-    assert torch.equal(S.drop_below(logits, -INF), logits)
+    assert torch.equal(fast.drop_below(logits, floor), expected)       # bit for bit, no nan
+    assert torch.equal(fast.drop_below(logits, -INF), logits)
 
 
 def test_min_p_keeps_tokens_at_least_min_p_times_the_best():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glassgpt import Tokenizer
+from glassgpt.tokenizer.base import visible
 
 REPO = Path(__file__).resolve().parents[1]
 # Only the tokenizer group is registered, so these tests do not depend on the other
@@ -61,7 +62,8 @@ def test_show_without_colour(trained):
     result = glassgpt("show", "-t", trained / "tok.json", "The mat\tsat")
     tokens, ids, summary = result.stdout.splitlines()
     assert "\x1b[" not in result.stdout
-    assert tokens == "".join(f"[{tok.id_to_str(i)}]" for i in tok.encode("The mat\tsat")).replace("\t", "\\t")
+    assert tokens == "".join(f"[{visible(tok.id_to_str(i))}]" for i in tok.encode("The mat\tsat"))
+    assert "\t" not in tokens and "⇥" in tokens
     assert ids.split() == [str(i) for i in tok.encode("The mat\tsat")]
     assert summary == f"{len(ids.split())} tokens for 11 characters"
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import glassgpt.tokenizer
 from glassgpt.cli import main
 from glassgpt.model import load
 from glassgpt.train.state import load_train_state
-
-if not hasattr(glassgpt.tokenizer, "Tokenizer"):
-    pytest.skip("the CLI's --tokenizer char needs glassgpt.tokenizer.Tokenizer", allow_module_level=True)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = ["--preset", "tiny", "--context-length", "16", "--d-model", "32", "--n-layer", "1", "--batch-size", "4",
@@ -111,8 +106,6 @@ def test_training_into_an_existing_run_is_refused(prepared, tmp_path, capsys, mo
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun is not installed beside this python")
 def test_two_process_data_parallel_training_on_cpu(prepared, tmp_path):
     run = tmp_path / "run"
     torchrun = Path(sys.executable).parent / "torchrun"

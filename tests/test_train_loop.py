@@ -59,7 +59,7 @@ def test_every_config_variant_trains_and_its_loss_falls(positional, norm, activa
     torch.manual_seed(0)
     config = tiny(positional=positional, norm=norm, activation=activation, bias=bias, tie_embeddings=tie,
                   d_model=16, context_length=8)
-    model = GPT(config, verbose=False)
+    model = GPT(config)
     optimizer = make_optimizer(model, quick(lr=1e-2), CPU)
     x, y = fixed_batch(config)
     history = []
@@ -75,7 +75,7 @@ def test_every_config_variant_trains_and_its_loss_falls(positional, norm, activa
 def test_a_tiny_model_overfits_a_tiny_batch():
     torch.manual_seed(0)
     config = tiny()
-    model = GPT(config, verbose=False)
+    model = GPT(config)
     optimizer = make_optimizer(model, quick(lr=1e-2, weight_decay=0.0), CPU)
     x, y = fixed_batch(config, batch=2)
     for _ in range(150):
@@ -87,7 +87,7 @@ def test_a_tiny_model_overfits_a_tiny_batch():
 
 
 def test_only_matrices_get_weight_decay():
-    model = GPT(tiny(), verbose=False)
+    model = GPT(tiny())
     decayed, plain = make_optimizer(model, quick(), CPU).param_groups
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decayed["params"]) and all(p.dim() == 1 for p in plain["params"])

@@ -16,6 +16,7 @@ import random
 import sys
 
 from ..errors import GlassError
+from .escapes import unescape
 
 
 def register(subparsers) -> None:
@@ -173,7 +174,7 @@ def run_temperature(args) -> int:
 
     settings = TemperatureSettings(seeds=args.seeds, samples_per_seed=args.samples, length=args.length)
     if args.prompts:
-        settings.prompts = [p.encode().decode("unicode_escape") for p in args.prompts]   # allow \n
+        settings.prompts = [unescape(p) for p in args.prompts]                          # allow \n
     if args.temperatures:
         settings.temperatures = args.temperatures
     completer = make_completer(args)

@@ -1,11 +1,16 @@
 """`glassgpt generate RUN`: sample text from a checkpoint, streamed as it is produced."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
 
 from ..errors import GlassError
+from ..generate.samplers import SamplingParams
+from ..tokenizer.base import EOT
 
-EOT = "<|endoftext|>"
+PLAY_SETTINGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "frequency_penalty",
+                 "presence_penalty", "seed")
 
 
 def register(subparsers) -> None:
@@ -14,18 +19,32 @@ def register(subparsers) -> None:
                                           "they are produced. Sampler order: penalties -> top-k -> top-p "
                                           "-> min-p -> temperature -> draw.")
     p.add_argument("run", help="checkpoint directory (from `glassgpt train`)")
-    add_sampling_arguments(p)
     p.add_argument("--prompt", default="", help="text to continue (default: start from <|endoftext|>)")
-    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
-    p.add_argument("--num-samples", type=int, default=1, metavar="N")
-    p.add_argument("--stop", nargs="+", action="extend", metavar="STR", help="stop when this text appears")
-    p.add_argument("--logprobs", type=int, metavar="N",
-                   help="after each sample, a table of every token's probability and N alternatives")
+    add_sampling_arguments(p)
     p.add_argument("--draft", metavar="RUN", help="speculative decoding with this small model (same tokenizer) "
                    "proposing tokens; the output distribution stays the run's own")
     p.add_argument("--draft-tokens", type=int, default=4, metavar="K", help="tokens the draft proposes at a time")
     add_model_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_sampling_arguments(p, names=None) -> None:
+    """One flag per `SamplingParams` field (or the named ones), with its help text and default."""
+    for f in dataclasses.fields(SamplingParams):
+        if not f.metadata["cli"] or (names is not None and f.name not in names):
+            continue
+        kind = {"float": float, "float | None": float, "int": int, "int | None": int}.get(str(f.type), str)
+        default = f" (default {f.default})" if f.default not in (None, ()) else ""
+        extra = dict(nargs="+", action="extend") if f.name == "stop" else dict(type=kind)
+        p.add_argument("--" + f.name.replace("_", "-"), default=None, metavar=f.metadata["metavar"],
+                       help=f.metadata["help"] + default, **extra)
+
+
+def sampling_params(args, names=None) -> SamplingParams:
+    """The settings given on the command line (the others keep SamplingParams' defaults)."""
+    given = {name: getattr(args, name) for name in SamplingParams.names()
+             if (names is None or name in names) and getattr(args, name, None) is not None}
+    return SamplingParams.of(**given)
 
 
 def add_model_arguments(p) -> None:
@@ -39,30 +58,19 @@ def add_model_arguments(p) -> None:
                         "memory beyond the weights (the copies take about 2x the weights)")
 
 
-def add_sampling_arguments(p) -> None:
-    """The sampler chain's settings (shared with `glassgpt play`)."""
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="0 = greedy (default 1)")
-    p.add_argument("--top-k", type=int, metavar="K")
-    p.add_argument("--top-p", type=float, metavar="P")
-    p.add_argument("--min-p", type=float, metavar="P")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R")
-    p.add_argument("--frequency-penalty", type=float, default=0.0, metavar="F")
-    p.add_argument("--presence-penalty", type=float, default=0.0, metavar="P")
-    p.add_argument("--seed", type=int, metavar="S")
-
-
-def sampling_options(args) -> dict:
-    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repetition_penalty=args.repetition_penalty, frequency_penalty=args.frequency_penalty,
-                presence_penalty=args.presence_penalty, seed=args.seed)
+def fast_decoding(model, args) -> contextlib.AbstractContextManager:
+    """The decoding engine's scope for the whole command, with the flags' settings."""
+    from ..generate.fast import fast_decode
+    return fast_decode(model, dtype=args.decode_weights, copies=not args.no_weight_copies)
 
 
 def load_with_tokenizer(args):
+    from ..generate.fast import parse_decode_dtype
     from ..model import load
     from ..runtime import pick_device
 
-    model = load(args.run, device=pick_device(args.device)).set_decode_dtype(args.decode_weights)
-    model.set_weight_copies(not args.no_weight_copies)
+    parse_decode_dtype(args.decode_weights)          # a bad setting is reported before loading
+    model = load(args.run, device=pick_device(args.device))
     if model.tokenizer is None:
         raise GlassError(f"{args.run} has no tokenizer.json: this command needs one to read and print text")
     return model
@@ -78,20 +86,25 @@ def start_prompt(prompt: str, tokenizer) -> str:
 
 
 def run(args) -> int:
-    from ..generate import generate, stream
-    from ..generate.display import logprob_table
-
     model = load_with_tokenizer(args)
     prompt = start_prompt(args.prompt, model.tokenizer)
-    options = dict(sampling_options(args), max_new_tokens=args.max_new_tokens, stop=args.stop,
-                   logprobs=args.logprobs)
+    params = sampling_params(args)
+    options = {}
     if args.draft:
         from ..model import load
 
         options.update(draft=load(args.draft, device=model.device, tokenizer=False), draft_tokens=args.draft_tokens)
+    with fast_decoding(model, args):
+        return write_samples(model, prompt, params, options, args)
+
+
+def write_samples(model, prompt, params: SamplingParams, options: dict, args) -> int:
+    from ..generate import generate, stream
+    from ..generate.display import logprob_table
+
     out = sys.stdout
-    if args.num_samples == 1:
-        events = stream(model, prompt, **options)           # settings checked before anything is printed
+    if params.num_samples == 1:
+        events = stream(model, prompt, params, **options)   # settings checked before anything is printed
         out.write(args.prompt)
         out.flush()
         records, finish, n = [], None, 0
@@ -101,13 +114,13 @@ def run(args) -> int:
             records.append(event.logprob)
             finish, n = event.finish_reason, n + (event.finish_reason != "eot")
         out.write("\n")
-        if args.logprobs is not None:
+        if params.logprobs is not None:
             out.write(logprob_table([r for r in records[:n] if r is not None]) + "\n")
         print(f"[{n} tokens, stopped: {finish or 'length'}]", file=sys.stderr)
         return 0
-    for i, g in enumerate(generate(model, prompt, num_samples=args.num_samples, **options)):
+    for i, g in enumerate(generate(model, prompt, params, **options)):
         out.write(f"--- sample {i + 1} ({g.finish_reason}) ---\n{args.prompt}{g.text}\n")
-        if args.logprobs is not None:
+        if params.logprobs is not None:
             out.write(logprob_table(g.logprobs) + "\n")
     stats = g.stats
     print(f"[{stats.new_tokens} tokens in {stats.seconds:.2f}s, {stats.tokens_per_second:.1f} tokens/s]",

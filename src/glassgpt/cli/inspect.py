@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..inspect import trace
-    from ..inspect.trace import json_safe
+    from ..jsonsafe import json_safe
     from ..inspect.render import trace_report, use_color
     from ..model import load
     from ..runtime import pick_device

@@ -10,7 +10,10 @@ import argparse
 import sys
 
 from ..errors import GlassError
-from .generate import add_model_arguments, add_sampling_arguments, load_with_tokenizer, sampling_options
+from ..generate.samplers import SamplingParams
+from .escapes import unescape
+from .generate import (PLAY_SETTINGS, add_model_arguments, add_sampling_arguments, fast_decoding,
+                       load_with_tokenizer, sampling_params)
 
 HELP = """\
   text       append it to the context (\\n for a newline)
@@ -29,7 +32,7 @@ def register(subparsers) -> None:
                               description="An interactive session over a model. Commands:\n" + HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="checkpoint directory (from `glassgpt train`)")
-    add_sampling_arguments(p)
+    add_sampling_arguments(p, PLAY_SETTINGS)
     p.add_argument("--chunk", type=int, default=32, metavar="N", help="tokens per generation (default 32)")
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -39,8 +42,9 @@ def run(args) -> int:
     from ..generate import Session
 
     model = load_with_tokenizer(args)
-    session = Session(model, **sampling_options(args))
-    PlayLoop(session, args.chunk, sys.stdin, sys.stdout).run()
+    session = Session(model, sampling_params(args, PLAY_SETTINGS))
+    with fast_decoding(model, args):                       # one scope for the whole session
+        PlayLoop(session, args.chunk, sys.stdin, sys.stdout).run()
     return 0
 
 
@@ -85,12 +89,12 @@ class PlayLoop:
             s.rewind(number(argument, int, "/rewind N"))
             self.say(f"context: ...{tail(s.text)}")
         elif command == "/temp":
-            s.sampling["temperature"] = number(argument, float, "/temp T")
-            self.say(f"temperature = {s.sampling['temperature']}")
+            s.params = SamplingParams.of(s.params, temperature=number(argument, float, "/temp T"))
+            self.say(f"temperature = {s.params.temperature}")
         elif command == "/top":
             from ..generate.display import distribution_table
             top = number(argument, int, "/top N") if argument else 10
-            t = s.sampling.get("temperature", 1.0) or 1.0
+            t = s.params.temperature or 1.0
             self.say(f"next token after ...{tail(s.text, 30)} (T = {t}):")
             self.say(distribution_table(s.distribution(top, temperature=t)))
         elif command == "/undo":
@@ -101,7 +105,7 @@ class PlayLoop:
         elif line.startswith("/"):
             raise GlassError(f"unknown command {command}: type /help")
         else:
-            s.append(line.replace("\\n", "\n"))
+            s.append(unescape(line))
             self.say(f"[{len(s)} tokens]")
         return None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import GlassError
 from ..tokenizer import files
+from ..tokenizer.base import visible
 
 # Alternating token backgrounds for `show` (256-colour pastels, dark text on top).
 BACKGROUNDS = (153, 229, 194, 217)
@@ -92,7 +93,7 @@ def run_show(args) -> None:
     text = _text(args)
     ids = tok.encode(text, allowed_special="all" if args.allow_special else "none")
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    pieces = [_visible(tok.id_to_str(i)) for i in ids]
+    pieces = [visible(tok.id_to_str(i)) for i in ids]
     if colour:
         paint = [f"\x1b[30;48;5;{BACKGROUNDS[k % len(BACKGROUNDS)]}m{{}}{RESET}" for k in range(len(ids))]
         print("".join(p.format(piece) for p, piece in zip(paint, pieces)))
@@ -101,11 +102,6 @@ def run_show(args) -> None:
         print("".join(f"[{piece}]" for piece in pieces))
         print(" ".join(map(str, ids)))
     print(f"{len(ids)} tokens for {len(text)} characters")
-
-
-def _visible(piece: str) -> str:
-    """Newlines and tabs as \\n and \\t, so each token stays on the one line."""
-    return piece.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def _load(path: Path):

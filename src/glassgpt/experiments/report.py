@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import GlassError
 from ..fileio import atomic_write_text
+from ..jsonsafe import json_safe
 
 
 class ReportDir:
@@ -65,7 +66,7 @@ class ReportDir:
         self.samples.append(record)
 
     def write_results(self, results: dict) -> Path:
-        atomic_write_text(self.path / "results.json", json.dumps(_finite(results), indent=2))
+        atomic_write_text(self.path / "results.json", json.dumps(json_safe(results), indent=2))
         return self.path / "results.json"
 
     def write_report(self, markdown: str) -> Path:
@@ -85,14 +86,3 @@ def md_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _finite(x):
-    """NaN/inf are not JSON: store them as null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x

@@ -110,13 +110,11 @@ def temperature_mechanism(completer: Completer, prompt: str, temperatures, k: in
 
 
 def plot_mechanism(mech: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..figures import subplots
 
     labels = [repr(t)[1:-1] or "''" for t in mech["tokens"]]
     n = len(mech["rows"]) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.4), sharey=False)
+    fig, axes = subplots(1, n, figsize=(2.6 * n, 3.4), sharey=False)
     x = np.arange(len(labels))
     axes[0].bar(x, mech["scores"], color="gray")
     axes[0].set_title(f"raw {mech['score_kind']}")
@@ -129,7 +127,6 @@ def plot_mechanism(mech: dict, path: Path) -> None:
     fig.suptitle(f"next token after {mech['prompt']!r}: same order, sharper or flatter", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- 2. the consequence ------------------------------------------------------------------------
@@ -212,15 +209,13 @@ def findings(per_temperature: list[dict]) -> list[dict]:
 
 
 def plot_consequences(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..figures import subplots
 
     per_t = results["per_temperature"]
     metrics = [m for m in METRICS if m not in results["unavailable"]]
     cols = 4
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
     temps = np.array([p["temperature"] for p in per_t])
     for ax, m in zip(axes.flat, metrics):
         stats = [p["metrics"][m] for p in per_t]
@@ -239,7 +234,6 @@ def plot_consequences(results: dict, path: Path) -> None:
     fig.suptitle(f"{results['completer']}: sample statistics against temperature", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- the report ----------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ so each new token sees between context/2 and context tokens.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -26,6 +25,8 @@ import torch
 
 from ..errors import GlassError
 from ..model import GPT, KVCache
+from ..model.inputs import crop_to_context, to_ids
+from .fast import fast_decode
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, SamplingParams
@@ -33,63 +34,57 @@ from .text import IncrementalText
 
 
 # -- the public entry points -------------------------------------------------------------
-def generate(model: GPT, prompt, *, max_new_tokens: int = 128, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, min_p: float | None = None,
-             repetition_penalty: float = 1.0, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-             logit_bias: dict[int, float] | None = None, stop: str | list[str] | None = None,
-             seed: int | None = None, num_samples: int = 1, logprobs: int | None = None, tokenizer=None,
-             draft: GPT | None = None, draft_tokens: int = 4,
-             prompt_cache: PromptCache | None = None) -> list[Generation]:
+def generate(model: GPT, prompt, params: SamplingParams | None = None, *, tokenizer=None,
+             draft: GPT | None = None, draft_tokens: int = 4, prompt_cache: PromptCache | None = None,
+             **settings) -> list[Generation]:
     """Sample `num_samples` continuations of `prompt` (text, or a list of token ids).
 
-    Sampling: see `samplers` for the chain and its order; temperature 0 is greedy.
-    stop: string(s) that end a sample when they appear in its text (cut from `text`).
-    seed: same seed, same settings -> same text. logprobs=n: per-token records with the
-    n most likely alternatives. draft: a small model with the same vocabulary for
+    Settings: a `SamplingParams` and/or its fields as keywords (temperature=0.8, top_p=0.95,
+    max_new_tokens=50, stop="\n", seed=1, logprobs=5, ...; keywords override `params`).
+    The sampler chain and its order: see `samplers`; temperature 0 is greedy. Same seed,
+    same settings -> same text. draft: a small model with the same vocabulary for
     speculative decoding (proposes `draft_tokens` at a time; same output distribution).
     prompt_cache: a `PromptCache` to reuse the keys/values of earlier prompts' prefixes.
     Returns one `Generation` per sample.
     """
-    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   min_p=min_p, repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                   presence_penalty=presence_penalty, logit_bias=logit_bias, stop=stop, seed=seed,
-                   num_samples=num_samples, logprobs=logprobs, tokenizer=tokenizer)
+    request = Request.build(model, [prompt], SamplingParams.of(params, **settings), tokenizer)
     if draft is not None:
         from .speculative import SpeculativeDecoder
-        return SpeculativeDecoder(model, draft, draft_tokens, Request.build(model, [prompt], **options),
-                                  prompt_cache).generate_all()
-    engine = Engine(model, Request.build(model, [prompt], **options), prompt_cache)
+        return SpeculativeDecoder(model, draft, draft_tokens, request, prompt_cache).generate_all()
+    engine = Engine(model, request, prompt_cache)
     for _ in engine.run():
         pass
     return engine.generations()
 
 
-def generate_batch(model: GPT, prompts: list, **options) -> list[Generation]:
+def generate_batch(model: GPT, prompts: list, params: SamplingParams | None = None, *, tokenizer=None,
+                   **settings) -> list[Generation]:
     """Generate for several prompts (text or ids, any lengths) in one forward per step.
 
-    Takes the options of `generate` (except draft and prompt_cache); returns the samples
-    prompt by prompt (num_samples per prompt)."""
+    Takes the settings of `generate`; returns the samples prompt by prompt (num_samples per prompt)."""
     if not isinstance(prompts, (list, tuple)) or not prompts:
         raise GlassError("generate_batch needs a non-empty list of prompts")
     for unsupported in ("draft", "prompt_cache"):
-        if options.get(unsupported) is not None:
+        if settings.get(unsupported) is not None:
             raise GlassError(f"generate_batch does not take {unsupported}: use generate for one prompt")
-    engine = Engine(model, Request.build(model, list(prompts), **options))
+        settings.pop(unsupported, None)
+    engine = Engine(model, Request.build(model, list(prompts), SamplingParams.of(params, **settings), tokenizer))
     for _ in engine.run():
         pass
     return engine.generations()
 
 
-def stream(model: GPT, prompt, **options) -> Iterator[TokenEvent]:
-    """Yield one `TokenEvent` per token as it is produced (one sample; options as `generate`).
+def stream(model: GPT, prompt, params: SamplingParams | None = None, *, tokenizer=None,
+           draft: GPT | None = None, draft_tokens: int = 4, prompt_cache: PromptCache | None = None,
+           **settings) -> Iterator[TokenEvent]:
+    """Yield one `TokenEvent` per token as it is produced (one sample; settings as `generate`).
 
     The last event carries `finish_reason`; when that is "eot" its token is the
     end-of-text token, which `generate` leaves out of `ids`."""
-    if options.get("num_samples", 1) != 1:
+    params = SamplingParams.of(params, **settings)
+    if params.num_samples != 1:
         raise GlassError("stream produces one sample: use generate(..., num_samples=n) for several")
-    draft, draft_tokens = options.pop("draft", None), options.pop("draft_tokens", 4)
-    prompt_cache = options.pop("prompt_cache", None)
-    request = Request.build(model, [prompt], **options)      # validate now, not on the first next()
+    request = Request.build(model, [prompt], params, tokenizer)      # validate now, not on the first next()
     if draft is not None:
         from .speculative import SpeculativeDecoder
         decoder = SpeculativeDecoder(model, draft, draft_tokens, request, prompt_cache)
@@ -100,80 +95,42 @@ def stream(model: GPT, prompt, **options) -> Iterator[TokenEvent]:
 # -- a request: validated settings and prompts ---------------------------------------------
 @dataclass
 class Request:
-    prompts: list[list[int]]             # one per row, cropped to the context
+    prompts: list[list[int]]             # one per row (num_samples rows per prompt), cropped to the context
     params: SamplingParams
     chain: SamplerChain
-    max_new_tokens: int
-    stops: tuple[str, ...]
-    logprobs: int | None
     tokenizer: object
     eot_id: int | None
     generator: torch.Generator
 
     @classmethod
-    def build(cls, model: GPT, prompts: list, *, max_new_tokens: int = 128, temperature: float = 1.0,
-              top_k=None, top_p=None, min_p=None, repetition_penalty=1.0, frequency_penalty=0.0,
-              presence_penalty=0.0, logit_bias=None, stop=None, seed=None, num_samples: int = 1,
-              logprobs=None, tokenizer=None) -> "Request":
-        V = model.config.vocab_size
-        params = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                                presence_penalty, logit_bias).validate(V)
-        whole = lambda x: isinstance(x, int) and not isinstance(x, bool)   # noqa: E731
-        if not whole(max_new_tokens) or max_new_tokens < 0:
-            raise GlassError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-        if not whole(num_samples) or num_samples < 1:
-            raise GlassError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
-        if logprobs is not None and (not whole(logprobs) or logprobs < 0):
-            raise GlassError(f"logprobs must be a whole number >= 0 (alternatives per token), got {logprobs!r}")
-        if seed is not None and not whole(seed):
-            raise GlassError(f"seed must be a whole number, got {seed!r}")
+    def build(cls, model: GPT, prompts: list, params: SamplingParams, tokenizer=None) -> "Request":
+        params.validate(model.config.vocab_size)
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        if any(not isinstance(s, str) or not s for s in stops):
-            raise GlassError("stop sequences must be non-empty strings")
-        if stops and tokenizer is None:
+        if params.stop and tokenizer is None:
             raise GlassError("stop sequences are matched on text: give the model a tokenizer (tokenizer=...)")
-        ids = [encode_prompt(p, tokenizer, model.config) for p in prompts]
+        config = model.config
+        ids = [crop_to_context(to_ids(p, tokenizer, config.vocab_size), config.context_length, stacklevel=4)[0]
+               for p in prompts]
         generator = torch.Generator(device=model.device)
-        if seed is None:
+        if params.seed is None:
             generator.seed()
         else:
-            generator.manual_seed(seed)
-        return cls([p for p in ids for _ in range(num_samples)], params,
-                   SamplerChain(params, V, model.device), max_new_tokens, stops, logprobs, tokenizer,
+            generator.manual_seed(params.seed)
+        return cls([p for p in ids for _ in range(params.num_samples)], params,
+                   SamplerChain(params, model.config.vocab_size, model.device), tokenizer,
                    getattr(tokenizer, "eot_id", None), generator)
 
+    @property
+    def max_new_tokens(self) -> int:
+        return self.params.max_new_tokens
 
-def encode_prompt(prompt, tokenizer, config) -> list[int]:
-    """Text or ids -> ids checked against the vocabulary, cropped from the left to the context."""
-    ids = encode_ids(prompt, tokenizer, config.vocab_size)
-    if len(ids) > config.context_length:
-        warnings.warn(f"the prompt has {len(ids)} tokens, more than the context length "
-                      f"{config.context_length}: keeping the last {config.context_length}", stacklevel=4)
-        ids = ids[-config.context_length:]
-    return ids
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return self.params.stop
 
-
-def encode_ids(prompt, tokenizer, vocab_size: int) -> list[int]:
-    """Text (encoded with special tokens allowed) or ids -> a non-empty list of ids < vocab_size."""
-    if isinstance(prompt, str):
-        if tokenizer is None:
-            raise GlassError("the prompt is text but there is no tokenizer: pass tokenizer=... or token ids")
-        ids = tokenizer.encode(prompt, allowed_special="all")
-    elif isinstance(prompt, torch.Tensor):
-        ids = prompt.reshape(-1).tolist()
-    else:
-        try:
-            ids = [int(i) for i in prompt]
-        except (TypeError, ValueError):
-            raise GlassError(f"the prompt must be text or a list of token ids, got {type(prompt).__name__}") from None
-    if not ids:
-        raise GlassError("the prompt is empty: give at least one token (e.g. '<|endoftext|>')")
-    bad = [i for i in ids if not 0 <= i < vocab_size]
-    if bad:
-        raise GlassError(f"token id {bad[0]} is outside the vocabulary (0..{vocab_size - 1}): "
-                         f"was the prompt encoded with this model's tokenizer?")
-    return ids
+    @property
+    def logprobs(self) -> int | None:
+        return self.params.logprobs
 
 
 # -- one row of the batch: its tokens, text and logprobs --------------------------------------
@@ -265,7 +222,7 @@ class Engine:
                   if request.params.uses_counts else None)
         if request.max_new_tokens == 0:
             return
-        with torch.inference_mode():
+        with torch.inference_mode(), fast_decode(self.model):
             logits = self.prefill_prompts()                                      # (B, V)
             while True:
                 tokens = request.chain.sample(logits, counts, request.generator)  # (B,)

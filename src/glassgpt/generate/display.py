@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import math
 
+from ..tokenizer.base import visible
 from .outputs import TokenLogprob
 
 BAR = "█"
-
-
-def show_token(text: str) -> str:
-    """A token's text made visible: quotes, and escapes for newlines and tabs."""
-    return repr(text)
 
 
 def logprob_table(records: list[TokenLogprob]) -> str:
@@ -18,8 +14,8 @@ def logprob_table(records: list[TokenLogprob]) -> str:
     and the alternatives the model liked (probability before -> after the chain)."""
     lines = [f"{'#':>3}  {'token':<12} {'p model':>8} {'p sampled':>9} {'entropy':>7}  alternatives (model -> sampled)"]
     for i, r in enumerate(records):
-        alts = "  ".join(f"{show_token(a.text)} {a.prob:.2f}->{a.prob_after:.2f}" for a in r.top)
-        lines.append(f"{i:>3}  {show_token(r.text):<12} {math.exp(r.logprob):>8.3f} "
+        alts = "  ".join(f"{visible(a.text)} {a.prob:.2f}->{a.prob_after:.2f}" for a in r.top)
+        lines.append(f"{i:>3}  {visible(r.text):<12} {math.exp(r.logprob):>8.3f} "
                      f"{math.exp(r.logprob_after):>9.3f} {r.entropy:>7.2f}  {alts}")
     return "\n".join(lines)
 
@@ -30,5 +26,5 @@ def distribution_table(entries: list[tuple[int, str, float]], width: int = 30) -
     lines = []
     for token, text, p in entries:
         bar = BAR * max(0, round(width * p / top))
-        lines.append(f"{show_token(text):<14} {token:>6} {p:>7.2%} {bar}")
+        lines.append(f"{visible(text):<14} {token:>6} {p:>7.2%} {bar}")
     return "\n".join(lines)

@@ -21,16 +21,14 @@ sees: the prompt and what was generated so far.
 from __future__ import annotations
 
 import math
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import GlassError
+from .samplers_fast import FAST_VOCAB, min_p_fast, top_k_fast, top_p_fast
 
 NEG_INF = float("-inf")
-BUCKETS_PER_NAT, N_BUCKETS = 256, 8192     # top_p's buckets: 1/256 nat wide, 32 nats deep
 
 
 # -- the steps, in chain order ------------------------------------------------------------
@@ -66,73 +64,29 @@ def top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     if k >= logits.shape[-1]:
         return logits
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]                     # (B, 1)
-    return drop_below(logits, kth)
+    return logits.masked_fill(logits < kth, NEG_INF)
 
 
 def top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Nucleus filtering (Holtzman et al. 2019): keep the most likely tokens until their
     probabilities add up to at least p (ties with the last one kept are kept too).
 
-    The textbook version sorts the whole vocabulary every token, which costs more than
-    the rest of the chain together. Exact and cheaper: put tokens in buckets by how far
-    below the best token they are (1/256 nat wide), find the bucket where the running
-    mass crosses p, and sort only that bucket's few tokens. The last token kept gives
-    the row's floor. Masses are exp(logit - best), p x their sum: no softmax needed."""
+    Sort by probability, add up, cut where the mass before a token reaches p."""
     if p >= 1.0:
         return logits
-    best = logits.amax(dim=-1, keepdim=True)                                   # (B, 1)
-    weight = torch.sub(logits, best).exp_()                                    # (B, V): probability x sum
-    bucket = (torch.sub(best, logits).mul_(BUCKETS_PER_NAT)                    # (B, V): 0 = most likely
-              .clamp_(max=N_BUCKETS - 1).to(torch.int64))
-    mass = weight.new_zeros(logits.shape[0], N_BUCKETS).scatter_add_(-1, bucket, weight)
-    running = mass.cumsum(dim=-1)
-    above = running - mass                              # mass of all more likely buckets (B, N_BUCKETS)
-    needed = running[:, -1:] * p                        # p x the total mass (B, 1)
-    cut = (above < needed).sum(dim=-1, keepdim=True) - 1   # the bucket where the mass crosses p (B, 1)
-    floors = []
-    for row, (c, ahead, goal) in enumerate(zip(cut.flatten().tolist(), above.gather(-1, cut).flatten().tolist(),
-                                               needed.flatten().tolist())):
-        cols = (bucket[row] == c).nonzero().flatten()      # the crossing bucket's few tokens, most likely
-        for w, logit in sorted(zip(weight[row, cols].tolist(), logits[row, cols].tolist()), reverse=True):
-            if ahead >= goal:                              # first: kept, as the mass ahead is below p
-                break
-            floor, ahead = logit, ahead + w
-        floors.append(floor)
-    return drop_below(logits, floors)
+    probs, order = torch.softmax(logits, dim=-1).sort(dim=-1, descending=True)   # (B, V) most likely first
+    mass_before = probs.cumsum(dim=-1) - probs
+    n_kept = (mass_before < p).sum(dim=-1, keepdim=True)                         # (B, 1), at least 1
+    floor = logits.gather(-1, order).gather(-1, n_kept - 1)                      # the last kept token's logit
+    return logits.masked_fill(logits < floor, NEG_INF)
 
 
 def min_p(logits: torch.Tensor, m: float) -> torch.Tensor:
     """Min-p (Nguyen et al. 2024): keep tokens with probability >= m x the top token's,
     i.e. with logit >= the top logit + log m."""
-    return drop_below(logits, logits.amax(dim=-1, keepdim=True) + math.log(m)) if m > 0 else logits
-
-
-def drop_below(logits: torch.Tensor, floor: torch.Tensor | list[float] | float) -> torch.Tensor:
-    """Every logit below its row's floor (a number, one per row, or (B, 1)) becomes -inf;
-    the others stay as they are.
-
-    The same as logits.masked_fill(logits < floor, -inf), but one vectorised pass per row
-    (F.threshold keeps what is above the next float below the floor): on a CPU the
-    boolean-mask kernel of masked_fill is several times slower over 50k entries."""
-    floors = floor.flatten().tolist() if isinstance(floor, torch.Tensor) else floor
-    below = [float32_below(f) for f in ([floors] if isinstance(floors, (int, float)) else floors)]
-    if len(set(below)) == 1:                                                   # one floor for every row
-        return F.threshold(logits, below[0], NEG_INF)
-    out = torch.empty_like(logits)
-    for row, b, kept in zip(logits, below, out):
-        torch.threshold(row, b, NEG_INF, out=kept)
-    return out
-
-
-def float32_below(x: float) -> float:
-    """The largest float32 below x (x itself a float32 value; -inf and nan stay as they are):
-    torch.nextafter for one number, without making tensors."""
-    if x != x or x == NEG_INF:
-        return x
-    if x == 0:
-        return -1.401298464324817e-45                                          # the smallest negative float32
-    bits = struct.unpack("<I", struct.pack("<f", x))[0]
-    return struct.unpack("<f", struct.pack("<I", bits - 1 if x > 0 else bits + 1))[0]
+    if m <= 0:
+        return logits
+    return logits.masked_fill(logits < logits.amax(dim=-1, keepdim=True) + math.log(m), NEG_INF)
 
 
 def temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
@@ -159,53 +113,99 @@ def greedy(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=-1)
 
 
-# -- settings and the chain ------------------------------------------------------------------
-@dataclass(frozen=True)
-class SamplingParams:
-    """Every sampler setting; the defaults change nothing (plain sampling at T = 1)."""
+# -- settings ----------------------------------------------------------------------------------
+def _finite(name, value, low=-math.inf, high=math.inf, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GlassError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (low_open and value == low) or value > high:
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise GlassError(f"{name} must be in {bounds}, got {value!r}")
 
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    repetition_penalty: float = 1.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logit_bias: dict[int, float] | None = field(default=None, hash=False)
+
+def _whole(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise GlassError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def _check_stop(name, value):
+    if any(not isinstance(s, str) or not s for s in value):
+        raise GlassError(f"{name}: stop sequences must be non-empty strings, got {list(value)!r}")
+
+
+def _check_logit_bias(name, value):
+    if not isinstance(value, dict):
+        raise GlassError(f"{name} must map token ids to numbers, got {type(value).__name__}")
+    for token, bias in value.items():
+        _whole(f"{name} token id", token, 0)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or math.isnan(bias) or bias == math.inf:
+            raise GlassError(f"{name}[{token}] must be a number (-inf bans the token; +inf is not allowed: "
+                             f"use a large finite number to force a token), got {bias!r}")
+
+
+def setting(default, help: str, check=None, metavar: str | None = None, cli: bool = True, hash: bool | None = None):
+    """A declared setting: its default, help text and check live here, once; the CLI flags
+    (glassgpt generate / play) and the server's request fields are built from them."""
+    return field(default=default, hash=hash, metadata=dict(help=help, check=check, metavar=metavar, cli=cli))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """Every setting of one generation request; the defaults change nothing (plain sampling
+    at T = 1). Construct with keywords; a bad value raises GlassError naming the field."""
+
+    temperature: float = setting(1.0, "divide the logits by T before the draw; 0 = greedy", metavar="T",
+                                 check=lambda n, v: _finite(n, v, 0))
+    top_k: int | None = setting(None, "keep the K most likely tokens", metavar="K",
+                                check=lambda n, v: _whole(n, v, 1))
+    top_p: float | None = setting(None, "keep the most likely tokens until their mass reaches P", metavar="P",
+                                  check=lambda n, v: _finite(n, v, 0, 1, low_open=True))
+    min_p: float | None = setting(None, "keep tokens at least P times as likely as the best", metavar="P",
+                                  check=lambda n, v: _finite(n, v, 0, 1))
+    repetition_penalty: float = setting(1.0, "seen tokens' logits: positive / R, negative x R (1 = off)",
+                                        metavar="R", check=lambda n, v: _finite(n, v, 0, low_open=True))
+    frequency_penalty: float = setting(0.0, "subtract F x (how often a token occurred) (0 = off)", metavar="F",
+                                       check=lambda n, v: _finite(n, v, -2, 2))
+    presence_penalty: float = setting(0.0, "subtract P from every token that occurred (0 = off)", metavar="P",
+                                      check=lambda n, v: _finite(n, v, -2, 2))
+    logit_bias: dict[int, float] | None = setting(None, "token id -> number added to its logit (-inf bans it)",
+                                                  check=_check_logit_bias, cli=False, hash=False)
+    max_new_tokens: int = setting(128, "the most tokens to generate", metavar="N",
+                                  check=lambda n, v: _whole(n, v, 0))
+    stop: tuple[str, ...] = setting((), "stop when one of these texts appears (cut from the text)", metavar="STR",
+                                    check=_check_stop)
+    seed: int | None = setting(None, "same seed, same settings: same text", metavar="S",
+                               check=lambda n, v: _whole(n, v, -2**63))
+    num_samples: int = setting(1, "samples per prompt", metavar="N", check=lambda n, v: _whole(n, v, 1))
+    logprobs: int | None = setting(None, "per token: its log-probability and the N most likely alternatives",
+                                   metavar="N", check=lambda n, v: _whole(n, v, 0))
+
+    def __post_init__(self):
+        if isinstance(self.stop, str) or self.stop is None:
+            object.__setattr__(self, "stop", (self.stop,) if self.stop else ())
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop))
+        for f in fields(self):
+            value, check = getattr(self, f.name), f.metadata["check"]
+            if value is not None and check is not None:
+                check(f.name, value)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def of(cls, params: "SamplingParams | None" = None, **settings) -> "SamplingParams":
+        """params with some settings replaced (unknown names are a GlassError listing the known ones)."""
+        unknown = sorted(set(settings) - set(cls.names()))
+        if unknown:
+            raise GlassError(f"unknown setting {unknown[0]!r}: choose from {', '.join(cls.names())}")
+        return replace(params, **settings) if params is not None else cls(**settings)
 
     def validate(self, vocab_size: int) -> "SamplingParams":
-        def number(name, value):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise GlassError(f"{name} must be a number, got {value!r}")
-
-        number("temperature", self.temperature)
-        if self.temperature < 0:
-            raise GlassError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
-            raise GlassError(f"top_k must be a whole number >= 1, got {self.top_k!r}")
-        if self.top_p is not None:
-            number("top_p", self.top_p)
-            if not 0 < self.top_p <= 1:
-                raise GlassError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.min_p is not None:
-            number("min_p", self.min_p)
-            if not 0 <= self.min_p <= 1:
-                raise GlassError(f"min_p must be in [0, 1], got {self.min_p}")
-        number("repetition_penalty", self.repetition_penalty)
-        if self.repetition_penalty <= 0 or math.isinf(self.repetition_penalty):
-            raise GlassError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
-        for name in ("frequency_penalty", "presence_penalty"):
-            value = getattr(self, name)
-            number(name, value)
-            if not -2 <= value <= 2:
-                raise GlassError(f"{name} must be in [-2, 2] (0 = off), got {value}")
-        for token, bias in (self.logit_bias or {}).items():
-            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
+        """The checks that need the model: logit_bias ids inside the vocabulary."""
+        for token in self.logit_bias or {}:
+            if not 0 <= token < vocab_size:
                 raise GlassError(f"logit_bias token {token!r} is not an id in the vocabulary (0..{vocab_size - 1})")
-            number(f"logit_bias[{token}]", bias)
-            if bias == math.inf:
-                raise GlassError(f"logit_bias[{token}] is +inf: use a large finite number to force a token")
         return self
 
     @property
@@ -218,6 +218,7 @@ class SamplingParams:
         return self.repetition_penalty != 1 or self.frequency_penalty != 0 or self.presence_penalty != 0
 
 
+# -- the chain -------------------------------------------------------------------------------
 class SamplerChain:
     """The documented chain for one set of `SamplingParams`, with no-op steps left out.
 
@@ -226,11 +227,15 @@ class SamplerChain:
         chain.process(logits, counts)          # logits after every step up to temperature
         chain.probabilities(logits, counts)    # the distribution the token is drawn from
         chain.sample(logits, counts, generator)
-    """
+
+    From FAST_VOCAB entries on, the filters run as their `samplers_fast` siblings (the same
+    result, without sorting the vocabulary)."""
 
     def __init__(self, params: SamplingParams, vocab_size: int, device: torch.device | str = "cpu"):
         self.params = params.validate(vocab_size)
         p = params
+        fast = vocab_size >= FAST_VOCAB
+        k_step, p_step, m_step = (top_k_fast, top_p_fast, min_p_fast) if fast else (top_k, top_p, min_p)
         steps = []
         if p.repetition_penalty != 1:
             steps.append(("repetition_penalty", lambda x, c: repetition_penalty(x, c, p.repetition_penalty)))
@@ -245,11 +250,11 @@ class SamplerChain:
         # filtering only changes the argmax through ties, so greedy skips it
         if not p.is_greedy:
             if p.top_k is not None and p.top_k < vocab_size:
-                steps.append(("top_k", lambda x, c: top_k(x, p.top_k)))
+                steps.append(("top_k", lambda x, c: k_step(x, p.top_k)))
             if p.top_p is not None and p.top_p < 1:
-                steps.append(("top_p", lambda x, c: top_p(x, p.top_p)))
+                steps.append(("top_p", lambda x, c: p_step(x, p.top_p)))
             if p.min_p:
-                steps.append(("min_p", lambda x, c: min_p(x, p.min_p)))
+                steps.append(("min_p", lambda x, c: m_step(x, p.min_p)))
             if p.temperature != 1:
                 steps.append(("temperature", lambda x, c: temperature(x, p.temperature)))
         self.steps = steps

@@ -20,16 +20,18 @@ import torch
 
 from ..errors import GlassError
 from ..model import GPT
-from .decode import encode_ids, generate
+from ..model.inputs import to_ids
+from .decode import generate
 from .outputs import Generation
 from .prompt_cache import PromptCache
+from .samplers import SamplingParams
 
 
 class Session:
-    def __init__(self, model: GPT, tokenizer=None, **sampling):
+    def __init__(self, model: GPT, params: SamplingParams | None = None, *, tokenizer=None, **sampling):
         self.model = model
         self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-        self.sampling = dict(sampling)          # default settings for generate(); e.g. temperature=0.8
+        self.params = SamplingParams.of(params, **sampling)   # defaults for generate(), e.g. temperature=0.8
         self.ids: list[int] = []
         self._undo: list[list[int]] = []
         self._cache = PromptCache(max_entries=2)
@@ -76,8 +78,8 @@ class Session:
         """Sample up to n tokens onto the context (settings: the session's, overridden by these)."""
         if not self.ids:
             raise GlassError("the session is empty: append some text first")
-        g = generate(self.model, self.ids, max_new_tokens=n, tokenizer=self.tokenizer,
-                     prompt_cache=self._cache, **{**self.sampling, **sampling})[0]
+        params = SamplingParams.of(self.params, **{**sampling, "max_new_tokens": n})
+        g = generate(self.model, self.ids, params, tokenizer=self.tokenizer, prompt_cache=self._cache)[0]
         self.reused, self.computed = g.stats.prefill_reused, g.stats.prefill_tokens
         self._change(self.ids + g.ids)
         return g
@@ -115,4 +117,4 @@ class Session:
     def _encode(self, text_or_ids) -> list[int]:
         if len(text_or_ids) == 0:
             return []
-        return encode_ids(text_or_ids, self.tokenizer, self.model.config.vocab_size)
+        return to_ids(text_or_ids, self.tokenizer, self.model.config.vocab_size)

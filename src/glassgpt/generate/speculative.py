@@ -28,6 +28,7 @@ import torch
 from ..errors import GlassError
 from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, token_counts
+from .fast import fast_decode
 from .outputs import Generation, GenerationStats, TokenEvent
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, draw_from
@@ -56,7 +57,7 @@ class SpeculativeDecoder:
 
     def run(self) -> Iterator[tuple[int, TokenEvent]]:
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), fast_decode(self.target), fast_decode(self.draft):
             for b, row in enumerate(self.rows):
                 for event in self.run_row(row):
                     self.finish_stats(start)
@@ -82,8 +83,8 @@ class SpeculativeDecoder:
                 target_cache, draft_cache = self.prefill(window, reuse=False)
             remaining = request.max_new_tokens - len(row.ids)
             k = min(self.k, remaining - 1, self.context_length - len(window))
-            drafted, q = self.propose(window, draft_cache, k, counts)
-            p = self.verify(window, target_cache, drafted, counts)                # (k+1, V)
+            drafted, q, counts_at = self.propose(window, draft_cache, k, counts)
+            logits, p = self.verify(window, target_cache, drafted, counts_at)     # (k+1, V) each
             tokens, accepted = self.accept(drafted, p, q)
             self.stats.drafted += k
             self.stats.accepted += accepted
@@ -93,7 +94,7 @@ class SpeculativeDecoder:
             for i, token in enumerate(tokens):
                 record = None
                 if request.logprobs is not None:
-                    record = logprob_records(request.chain, self.last_logits[i:i + 1], self.counts_at[i],
+                    record = logprob_records(request.chain, logits[i:i + 1], counts_at[i],
                                              torch.tensor([token]), request.logprobs, request.tokenizer)[0]
                 event = row.accept(token, record)
                 self.stats.new_tokens += token != request.eot_id
@@ -122,10 +123,12 @@ class SpeculativeDecoder:
         self.stats.prefill_reused += reused
         return target_cache, self.draft.new_kv_cache(1, length)
 
-    def propose(self, window: list[int], cache: KVCache, k: int, counts) -> tuple[list[int], torch.Tensor]:
-        """The draft picks k tokens one by one; returns them and, when sampling, their
-        distributions q (k, V) (empty at temperature 0, where the tokens alone decide)."""
-        drafted, q, self.counts_at = [], [], [counts]
+    def propose(self, window: list[int], cache: KVCache, k: int, counts
+                ) -> tuple[list[int], torch.Tensor, list[torch.Tensor | None]]:
+        """The draft picks k tokens one by one; returns them, when sampling their distributions
+        q (k, V) (empty at temperature 0, where the tokens alone decide), and the context's token
+        counts before each of the k + 1 positions the target will check (None without penalties)."""
+        drafted, q, counts_at = [], [], [counts]
         greedy = self.request.params.is_greedy
         new = window[cache.length:]                  # what the draft has not seen yet (>= 1 token)
         for _ in range(k):
@@ -133,34 +136,34 @@ class SpeculativeDecoder:
             logits = self.draft(ids, kv_cache=cache, last_only=True).logits[:, -1].float()    # (1, V)
             self.stats.draft_forward_passes += 1
             if greedy:
-                token = int(self.draft_chain.process(logits, self.counts_at[-1]).argmax())
+                token = int(self.draft_chain.process(logits, counts_at[-1]).argmax())
             else:
-                probs = self.draft_chain.probabilities(logits, self.counts_at[-1])
+                probs = self.draft_chain.probabilities(logits, counts_at[-1])
                 token = int(draw_from(probs, self.request.generator))
                 q.append(probs[0])
             drafted.append(token)
-            self.counts_at.append(self.counts_at[-1].index_add(
+            counts_at.append(counts_at[-1].index_add(
                 1, torch.tensor([token], device=counts.device), torch.ones(1, 1, device=counts.device))
                                   if counts is not None else None)
             new = [token]
-        return drafted, (torch.stack(q) if q else torch.empty(0, self.draft.config.vocab_size))
+        return drafted, (torch.stack(q) if q else torch.empty(0, self.draft.config.vocab_size)), counts_at
 
-    def verify(self, window: list[int], cache: KVCache, drafted: list[int], counts) -> torch.Tensor:
-        """One target forward over [last token, d1..dk] -> its sampling distributions (k+1, V),
-        or at temperature 0 its choices (k+1,)."""
+    def verify(self, window: list[int], cache: KVCache, drafted: list[int], counts_at: list
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One target forward over [last token, d1..dk] -> its logits (k+1, V) and its sampling
+        distributions (k+1, V), or at temperature 0 its choices (k+1,)."""
         ids = torch.tensor([window[-1:] + drafted], device=self.target.device)                # (1, k+1)
         logits = self.target(ids, kv_cache=cache).logits[0].float()                          # (k+1, V)
         self.stats.forward_passes += 1
         self.verify_forwards += 1
-        self.last_logits = logits
         chain = self.request.chain
-        if counts is None:
+        if counts_at[0] is None:
             processed = chain.process(logits)
         else:
-            processed = torch.cat([chain.process(logits[i:i + 1], self.counts_at[i]) for i in range(len(drafted) + 1)])
+            processed = torch.cat([chain.process(logits[i:i + 1], counts_at[i]) for i in range(len(drafted) + 1)])
         if self.request.params.is_greedy:
-            return processed.argmax(dim=-1)                                                   # (k+1,)
-        return torch.softmax(processed, dim=-1)
+            return logits, processed.argmax(dim=-1)                                           # (k+1,)
+        return logits, torch.softmax(processed, dim=-1)
 
     def accept(self, drafted: list[int], p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], int]:
         """The rejection rule: the accepted drafts plus one token from the target; and how many

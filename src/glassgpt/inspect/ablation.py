@@ -30,13 +30,13 @@ from tqdm.auto import tqdm
 
 from ..errors import GlassError
 from ..model.gpt import cross_entropy
+from ..model.probes import Edit
+from ..train.data import fixed_batches
 from .render import text_table
 from .trace import evaluating
 
 if TYPE_CHECKING:
     from ..model import GPT
-
-Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -136,23 +136,6 @@ def load_validation(data_dir: str | os.PathLike) -> np.ndarray:
     if meta.is_file():
         dtype = json.loads(meta.read_text(encoding="utf-8")).get("dtype", dtype)
     return np.memmap(val, dtype=np.dtype(dtype), mode="r")
-
-
-def fixed_batches(tokens: np.ndarray, n_batches: int, batch_size: int, seq_len: int,
-                  seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """n (inputs, targets) pairs of shape (batch_size, seq_len), drawn once with a fixed seed
-    so that every ablation is measured on exactly the same text."""
-    seq_len = min(seq_len, len(tokens) - 1)
-    if seq_len < 1:
-        raise GlassError(f"the validation data has {len(tokens)} tokens: need at least 2")
-    g = np.random.default_rng(seed)
-    batches = []
-    for _ in range(n_batches):
-        starts = g.integers(0, len(tokens) - seq_len, size=batch_size)
-        window = np.stack([np.asarray(tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts])
-        w = torch.from_numpy(window)                                   # (B, seq_len + 1)
-        batches.append((w[:, :-1], w[:, 1:]))
-    return batches
 
 
 # -- the removals -----------------------------------------------------------------------------
@@ -366,7 +349,10 @@ def ablation_study(model, val_tokens: np.ndarray, *, batches: int = 20, batch_si
         study = ablation_study(model, load_validation("data/shakespeare"))
         print(study.table())
     """
-    fixed = fixed_batches(val_tokens, batches, batch_size, seq_len or model.config.context_length, seed)
+    seq_len = min(seq_len or model.config.context_length, len(val_tokens) - 1)   # short data: shorter windows
+    if seq_len < 1:
+        raise GlassError(f"the validation data has {len(val_tokens)} tokens: need at least 2")
+    fixed = fixed_batches(val_tokens, batches, batch_size, seq_len, torch.device("cpu"), seed)
     n = model.config.n_layer
     means = mean_head_outputs(model, fixed) if mean_ablate else None
     parts = ablations(model, means)

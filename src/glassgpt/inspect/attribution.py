@@ -18,7 +18,8 @@ import torch
 
 from ..errors import GlassError
 from .render import ansi_legend, ansi_tokens, html_tokens, scale, text_table, visible
-from .trace import evaluating, fit_context, to_ids, token_text
+from ..model.inputs import crop_to_context, to_ids
+from .trace import evaluating, token_text
 
 
 @dataclass
@@ -77,7 +78,7 @@ def occlusion(model, text_or_ids, position: int | None = None, *, baseline: int 
     occlude: token indices to occlude (default: every context token, 0 .. position-1).
     """
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    ids, _ = fit_context(to_ids(text_or_ids, tokenizer), model.config.context_length)
+    ids, _ = crop_to_context(to_ids(text_or_ids, tokenizer, model.config.vocab_size), model.config.context_length)
     T = len(ids)
     position = T if position is None else position
     if not 1 <= position <= T:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.patches import Rectangle
 
-from ..fileio import atomic_path  # noqa: E402
-from .render import visible  # noqa: E402
+from ..figures import subplots
+from ..fileio import atomic_path
+from .render import visible
 
 LABELLED_TOKENS = 64        # beyond this many tokens, axis labels would overlap: show positions
 
@@ -20,7 +19,6 @@ def _save(fig, path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -38,7 +36,7 @@ def attention_heatmap(pattern, tokens: list[str], path: str | os.PathLike, title
     """One head's (T, T) attention: row = the query token, column = the key it reads."""
     T = len(tokens)
     side = min(max(4.0, 0.22 * T + 2), 18)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig, ax = subplots(figsize=(side, side))
     im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
     _token_axes(ax, tokens)
     ax.set_xlabel("key (attended to)")
@@ -51,7 +49,7 @@ def attention_heatmap(pattern, tokens: list[str], path: str | os.PathLike, title
 def attention_grid(attention, tokens: list[str], path: str | os.PathLike) -> Path:
     """Every layer x head pattern in one grid (rows: layers, columns: heads)."""
     L, H = attention.shape[:2]
-    fig, axes = plt.subplots(L, H, figsize=(2.2 * H + 1, 2.2 * L + 0.5), squeeze=False)
+    fig, axes = subplots(L, H, figsize=(2.2 * H + 1, 2.2 * L + 0.5), squeeze=False)
     for l in range(L):
         for h in range(H):
             ax = axes[l][h]
@@ -69,7 +67,7 @@ def attention_grid(attention, tokens: list[str], path: str | os.PathLike) -> Pat
 def lens_heatmap(lens, path: str | os.PathLike) -> Path:
     """Per depth (rows) and position (columns): p(final prediction), annotated with the top token."""
     depth, T = lens.final_prob.shape
-    fig, ax = plt.subplots(figsize=(min(max(6.0, 0.45 * T + 2), 30), 0.5 * depth + 2))
+    fig, ax = subplots(figsize=(min(max(6.0, 0.45 * T + 2), 30), 0.5 * depth + 2))
     im = ax.imshow(lens.final_prob, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     if T <= LABELLED_TOKENS:
         for l in range(depth):
@@ -91,7 +89,7 @@ KIND_COLOURS = {"block": "tab:red", "head": "tab:blue", "ff": "tab:orange", "nor
 def ablation_bars(study, path: str | os.PathLike) -> Path:
     """Loss increase with each part removed, largest at the top, with standard-error bars."""
     ranked = study.ranked()
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.2 * len(ranked) + 1.5)))
+    fig, ax = subplots(figsize=(8, max(3.0, 0.2 * len(ranked) + 1.5)))
     y = range(len(ranked))
     ax.barh(y, [inc for _, inc, _ in ranked], xerr=[sem for _, _, sem in ranked],
             color=[KIND_COLOURS.get(s.kind, "gray") for s, _, _ in ranked], error_kw={"elinewidth": 0.8})
@@ -100,7 +98,7 @@ def ablation_bars(study, path: str | os.PathLike) -> Path:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(f"validation loss increase (intact: {study.intact.mean:.3f} nats/token)")
     ax.set_title("what breaks without each part")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in KIND_COLOURS.values()]
     ax.legend(handles, KIND_COLOURS.keys(), loc="lower right", fontsize=8)
     return _save(fig, path)
 
@@ -108,7 +106,7 @@ def ablation_bars(study, path: str | os.PathLike) -> Path:
 def pruning_curve(study, path: str | os.PathLike) -> Path:
     """Validation loss as the last k blocks are dropped."""
     ks = range(len(study.pruning))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     ax.errorbar(ks, [s.mean for s in study.pruning], yerr=[s.sem for s in study.pruning],
                 marker="o", capsize=3)
     ax.set_xticks(list(ks))

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Sequence
 
+from ..tokenizer.base import visible  # noqa: F401 (one display of a token, re-exported)
+
 # xterm-256 backgrounds from white to red: 231 white, 224 ... 196 pure red
 ANSI_RAMP = (231, 224, 217, 210, 203, 196)
 RESET = "\033[0m"
@@ -22,11 +24,6 @@ def use_color(stream=None) -> bool:
     """Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org)."""
     stream = stream if stream is not None else sys.stdout
     return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
-
-
-def visible(token: str) -> str:
-    """A token written so its spaces and control characters show: ' the' -> '·the'."""
-    return (token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍"))
 
 
 def scale(values: Sequence[float], top: float | None = None) -> list[float]:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 
 from ..errors import GlassError
+from ..jsonsafe import json_safe
+from ..model.inputs import crop_to_context, to_ids
 
 LN2 = math.log(2.0)
 
@@ -153,8 +154,8 @@ def trace(model, text_or_ids, *, tokenizer=None, top_k: int = 10, attention: boo
         t.probs(temperature=0.5)     # the whole distribution at another temperature
     """
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    ids = to_ids(text_or_ids, tokenizer)
-    ids, dropped = fit_context(ids, model.config.context_length)
+    ids = to_ids(text_or_ids, tokenizer, model.config.vocab_size)
+    ids, dropped = crop_to_context(ids, model.config.context_length)
     n_layer = model.config.n_layer
     read = (["blocks.*.attn.pattern"] if attention else []) + \
            (["blocks.0.resid_pre", "blocks.*.resid_post"] if residual else [])
@@ -170,41 +171,6 @@ def trace(model, text_or_ids, *, tokenizer=None, top_k: int = 10, attention: boo
                  top_k=top_k, attention=None if pattern is None else pattern.cpu(),
                  residual=None if stream is None else stream.cpu(),
                  truncated=dropped > 0, dropped=dropped, tokenizer=tokenizer)
-
-
-def to_ids(text_or_ids, tokenizer) -> list[int]:
-    """Text (encoded with the tokenizer) or ids (list or tensor) -> a list of ids."""
-    if isinstance(text_or_ids, str):
-        if tokenizer is None:
-            raise GlassError("a text needs a tokenizer: pass tokenizer=... or give token ids")
-        ids = list(tokenizer.encode(text_or_ids, allowed_special="all"))
-    elif isinstance(text_or_ids, torch.Tensor):
-        ids = text_or_ids.flatten().tolist()
-    else:
-        ids = [int(i) for i in text_or_ids]
-    if not ids:
-        raise GlassError("nothing to trace: the text encodes to zero tokens")
-    return ids
-
-
-def fit_context(ids: list[int], context_length: int) -> tuple[list[int], int]:
-    """Keep the last `context_length` tokens, warning when some are cut."""
-    dropped = max(0, len(ids) - context_length)
-    if dropped:
-        warnings.warn(f"the text has {len(ids)} tokens but the context holds {context_length}: "
-                      f"tracing the last {context_length} (the first {dropped} are dropped)", stacklevel=3)
-    return ids[dropped:], dropped
-
-
-def json_safe(value):
-    """Strict JSON: infinities and nan (e.g. log 0 at temperature 0) become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def token_text(tokenizer, token_id: int) -> str:

@@ -19,7 +19,6 @@ from torch import nn
 
 from .config import GPTConfig
 from .kv_cache import KVCache
-from .linear import Linear
 from .positional import Rotary
 from .probes import Probed
 
@@ -28,8 +27,8 @@ class CausalSelfAttention(Probed):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.layer, self.n_head, self.head_dim = layer, config.n_head, config.head_dim
-        self.qkv = Linear(config.d_model, 3 * config.d_model, bias=config.bias)   # q, k, v in one matmul
-        self.proj = Linear(config.d_model, config.d_model, bias=config.bias)      # mix the heads back
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)   # q, k, v in one matmul
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)      # mix the heads back
         self.rotary = Rotary(config) if config.positional == "rope" else None
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)

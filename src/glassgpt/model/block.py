@@ -16,7 +16,6 @@ from torch import nn
 from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .kv_cache import KVCache
-from .linear import Linear
 from .probes import Probed
 
 ACTIVATIONS = {
@@ -31,9 +30,9 @@ class FeedForward(Probed):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.up = Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
         self.activation = ACTIVATIONS[config.activation]
-        self.down = Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", tokenizer:
     if tokenizer and (path / TOKENIZER).is_file():
         from ..tokenizer import Tokenizer
         tok = Tokenizer.load(path / TOKENIZER)
-    model = GPT(config, tokenizer=tok, verbose=False)
+    model = GPT(config, tokenizer=tok)
     try:
         missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:

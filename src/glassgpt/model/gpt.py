@@ -24,7 +24,6 @@ from ..errors import GlassError
 from .block import Block
 from .config import GPTConfig
 from .kv_cache import KVCache
-from .linear import Linear, parse_decode_dtype
 from .positional import make_positional
 from .probes import Edit, Probed, Probes, expand_names
 
@@ -35,7 +34,7 @@ class GPTOutput(NamedTuple):
 
 
 class GPT(Probed):
-    def __init__(self, config: GPTConfig, tokenizer=None, verbose: bool = True):
+    def __init__(self, config: GPTConfig, tokenizer=None):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer           # optional: lets generate/trace take text
@@ -45,15 +44,11 @@ class GPT(Probed):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.final_norm = (nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
                            if config.norm == "pre" else nn.Identity())   # post-LN blocks end normalised
-        self.unembed = Linear(config.d_model, config.vocab_size, bias=config.bias and not config.tie_embeddings)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size, bias=config.bias and not config.tie_embeddings)
         if config.tie_embeddings:
             self.unembed.weight = self.embed.weight     # the same matrix reads tokens in and out
         self._name_probe_points()
         self._init_weights()
-        if verbose:
-            print(f"GPT: {self.num_parameters() / 1e6:.2f}M parameters "
-                  f"({config.n_layer} layers, {config.n_head} heads, d_model {config.d_model}, "
-                  f"context {config.context_length}, vocab {config.vocab_size})")
 
     # -- the forward pass, in pipeline order ---------------------------------------------
     def forward(self, ids: torch.Tensor, targets: torch.Tensor | None = None, *,
@@ -110,12 +105,14 @@ class GPT(Probed):
     def probe_names(self) -> list[str]:
         """Every probe point, in the order a forward pass meets them."""
         names = ["embed"] + (["positional_encoding"] if self.positional_encoding is not None else [])
+        attn = ["attn." + p for p in ("q", "k", "v", "scores", "pattern", "z", "out")]
+        ff = ["ff." + p for p in ("pre", "post", "out")]
+        if self.config.norm == "pre":                   # each sublayer reads the normalised stream
+            block = ["resid_pre", "attn_norm", *attn, "resid_mid", "ff_norm", *ff, "resid_post"]
+        else:                                           # post-LN: normalise each sum
+            block = ["resid_pre", *attn, "attn_norm", "resid_mid", *ff, "ff_norm", "resid_post"]
         for i in range(self.config.n_layer):
-            b = f"blocks.{i}."
-            names += [b + "resid_pre", b + "attn_norm"]
-            names += [b + "attn." + p for p in ("q", "k", "v", "scores", "pattern", "z", "out")]
-            names += [b + "resid_mid", b + "ff_norm"] + [b + "ff." + p for p in ("pre", "post", "out")]
-            names += [b + "resid_post"]
+            names += [f"blocks.{i}.{point}" for point in block]
         return names + ["final_norm", "logits"]
 
     @contextlib.contextmanager
@@ -154,32 +151,6 @@ class GPT(Probed):
         p = self.embed.weight
         return KVCache(self.config, batch_size, max_length, device=p.device, dtype=p.dtype)
 
-    def set_decode_dtype(self, dtype: str | torch.dtype | None) -> "GPT":
-        """Read float16 or bfloat16 copies of the weights when decoding a few positions
-        without gradients (about half the time per token on a CPU, where reading weights
-        is the cost); None or 'float32' for exact fp32. Training, prefill and traces of
-        longer texts keep fp32. See model/linear.py."""
-        dtype = parse_decode_dtype(dtype)
-        for module in self.modules():
-            if isinstance(module, Linear):
-                module.decode_dtype = dtype
-        return self
-
-    def set_weight_copies(self, enabled: bool) -> "GPT":
-        """Whether products without gradients may read faster-laid-out copies of the weights
-        (on by default; about twice the weights' memory in all). Off: plain products at the
-        weights' own memory cost, the copies made so far freed. See model/linear.py."""
-        for module in self.modules():
-            if isinstance(module, Linear):
-                module.weight_copies = bool(enabled)
-                if not enabled:
-                    module.drop_copies()
-        return self
-
-    @property
-    def decode_dtype(self) -> torch.dtype | None:
-        return self.unembed.decode_dtype
-
     def generate(self, prompt, **kwargs):
         """Sample a continuation of `prompt` (text or ids); see glassgpt.generate.generate."""
         from ..generate import generate   # upper layer, imported on use: model/ does not depend on it
@@ -192,6 +163,11 @@ class GPT(Probed):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())    # tied weights are counted once
+
+    def summary(self) -> str:
+        c = self.config
+        return (f"GPT: {self.num_parameters() / 1e6:.2f}M parameters ({c.n_layer} layers, {c.n_head} heads, "
+                f"d_model {c.d_model}, context {c.context_length}, vocab {c.vocab_size})")
 
     @property
     def device(self) -> torch.device:

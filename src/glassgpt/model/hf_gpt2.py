@@ -33,7 +33,7 @@ def config_from_hf(hf_config) -> GPTConfig:
 def from_hf_gpt2(hf_model, tokenizer=None) -> GPT:
     """Our GPT with the weights of a transformers `GPT2LMHeadModel` (any size)."""
     config = config_from_hf(hf_model.config)
-    model = GPT(config, tokenizer=tokenizer, verbose=False)
+    model = GPT(config, tokenizer=tokenizer)
     theirs = {k.removeprefix("transformer."): v for k, v in hf_model.state_dict().items()}
     ours = model.state_dict()
     ours["embed.weight"].copy_(theirs["wte.weight"])

@@ -212,6 +212,11 @@ class Tokenizer:
                 f"specials={list(self.special_tokens)}>")
 
 
+def visible(token: str) -> str:
+    """A token written so its spaces and control characters show: ' the' -> '·the', '\n' -> '↵'."""
+    return token.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥").replace("\r", "␍")
+
+
 def utf8(text: str) -> bytes:
     """`text` as UTF-8, or a GlassError naming the lone surrogate that has no encoding."""
     try:

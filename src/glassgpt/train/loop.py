@@ -102,7 +102,9 @@ class Trainer:
             self.model = load_initial(config.init_from, tokenizer.vocab_size)
         elif state is None:
             model_config = (model_config or GPTConfig.preset("small")).replace(vocab_size=tokenizer.vocab_size)
-            self.model = GPT(model_config, verbose=self.show)
+            self.model = GPT(model_config)
+            if self.show:
+                print(self.model.summary(), file=sys.stderr)
         else:
             self.model = load(run_dir, device="cpu", tokenizer=False).train()
             if self.model.config.vocab_size != tokenizer.vocab_size:

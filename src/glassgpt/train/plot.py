@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-
-from ..fileio import atomic_path  # noqa: E402
+from ..figures import subplots
+from ..fileio import atomic_path
 
 
 def plot_losses(records: list[dict], path: Path, title: str = "") -> None:
     """Plot the `train_loss` and `val_loss` records of a run's log."""
     train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train), label="train", color="tab:blue", linewidth=1, alpha=0.8)
     if val:
@@ -28,4 +25,3 @@ def plot_losses(records: list[dict], path: Path, title: str = "") -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)

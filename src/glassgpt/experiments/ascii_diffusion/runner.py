@@ -148,15 +148,13 @@ def summarise(samples: list[dict], settings: DiffusionSettings, cases: list[Test
 
 
 def plot_scores(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ...figures import subplots
 
     per_t = results["per_temperature"]
     keys = [k for k in SCORE_LABELS if all(p["scores"][k] is not None for p in per_t)]
     cols = 4
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False)
     temps = [p["temperature"] for p in per_t]
     for ax, k in zip(axes.flat, keys):
         mean = np.array([p["scores"][k]["mean"] for p in per_t])
@@ -172,7 +170,6 @@ def plot_scores(results: dict, path: Path) -> None:
     fig.suptitle(f"{results['completer']}: ASCII diffusion scores (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def render_examples(report: ReportDir, cases: list[TestCase], settings: DiffusionSettings) -> list[str]:

@@ -88,7 +88,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
     for task in tasks:
         task.write_jsonl(out / "tasks" / f"{task.name}.jsonl")
     seq_len = min([original.config.context_length] + [m.config.context_length for _, m in given])
-    batches = fixed_batches(val_tokens, settings.batches, settings.batch_size, seq_len, settings.seed)
+    batches = fixed_batches(val_tokens, settings.batches, settings.batch_size, seq_len, torch.device("cpu"),
+                            settings.seed)
 
     # 1. which blocks: the angular distance between residual streams
     angular = report.done({"measure": "angular"})

@@ -1,0 +1,196 @@
+"""The decoding engine's scope (generate/fast.py): faster layouts of the same products, entered
+per call, freed on exit, never hiding a weight edit; the model itself stays plain nn.Linear."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import glassgpt.generate.fast as fast
+from glassgpt.errors import ConfigError, GlassError
+from glassgpt.generate import Session, generate, generate_batch
+from glassgpt.generate.fast import DECODE_ROWS, SPLIT_BYTES, active_scope, fast_decode
+from glassgpt.model import GPT, GPTConfig
+
+
+def model_and_ids(T=20, seed=0):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=101, context_length=48, d_model=64, n_head=4)).eval()
+    with torch.no_grad():                    # trained-looking logits: a few clearly preferred tokens
+        model.unembed.weight.mul_(8.0)
+    x = torch.randint(0, 101, (1, T), generator=torch.Generator().manual_seed(seed + 1))
+    return model, x
+
+
+def cached_logits(model, x, prefill: int):
+    """Prefill `prefill` positions, then decode the rest one position at a time: (T - prefill, V)."""
+    cache = model.new_kv_cache(1)
+    with torch.no_grad():
+        model(x[:, :prefill], kv_cache=cache)
+        return torch.cat([model(x[:, t:t + 1], kv_cache=cache).logits[0] for t in range(prefill, x.shape[1])])
+
+
+def routed(model) -> bool:
+    return any("forward" in m.__dict__ for m in model.modules())
+
+
+def test_the_model_is_plain_pytorch_and_importing_glassgpt_registers_no_optimizer_hook():
+    import glassgpt  # noqa: F401
+    model, _ = model_and_ids()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is nn.Linear for m in linears)
+    layer = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.randn(1, 3)).sum().backward()
+    optimizer.step()
+    assert not hasattr(layer.weight, "_optimizer_steps")
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+    assert not _global_optimizer_post_hooks and not _global_optimizer_pre_hooks
+
+
+@pytest.mark.parametrize("shape", [(16, 48), (48, 16), (24, 24)])          # wide, narrow, square
+@pytest.mark.parametrize("rows", [1, 3, DECODE_ROWS, DECODE_ROWS + 1])
+def test_every_layout_equals_the_plain_product(shape, rows):
+    torch.manual_seed(0)
+    layer, x = nn.Linear(*shape), torch.randn(2, rows, shape[0])[:1]
+    expected = F.linear(x, layer.weight, layer.bias)
+    with torch.no_grad(), fast_decode(layer) as scope:
+        for _ in range(3):                                                  # plain, then copies made and read
+            torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
+        made = scope.bytes_held
+    assert (made > 0) == (rows <= DECODE_ROWS and shape[1] > shape[0] or 1 < rows <= DECODE_ROWS)
+    assert not routed(layer) and scope.bytes_held == 0                     # restored and freed on exit
+
+
+@pytest.mark.parametrize("shape", [(64, 17000), (17000, 64)])             # > SPLIT_BYTES, odd sizes
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_row_split_across_threads_equals_the_plain_product(shape, threads):
+    torch.manual_seed(0)
+    layer, x = nn.Linear(*shape), torch.randn(1, 1, shape[0])
+    assert layer.weight.nbytes >= SPLIT_BYTES
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with torch.no_grad(), fast_decode(layer):
+            for _ in range(2):
+                torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("broken", ["onednn_linear", "onednn_pack"])
+def test_a_refusing_onednn_op_falls_back_to_the_plain_product(monkeypatch, broken):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("oneDNN refuses")
+    monkeypatch.setattr(fast, broken, refuse)
+    torch.manual_seed(0)
+    layer, x = nn.Linear(24, 40), torch.randn(5, 24)
+    with torch.no_grad(), fast_decode(layer) as scope:
+        for _ in range(3):
+            torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6, rtol=1e-5)
+        assert scope.onednn is False
+
+
+def test_onednn_is_used_where_it_works():
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch build has no oneDNN (a CPU build of PyTorch from pytorch.org has it)")
+    layer, x = nn.Linear(24, 40), torch.randn(5, 24)
+    with torch.no_grad(), fast_decode(layer) as scope:
+        layer(x), layer(x)
+        assert scope.onednn and any(kind == "packed" for _, kind in scope.copies)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float16", 1e-2), ("bfloat16", 8e-2)])
+def test_half_decode_weights_are_close_to_fp32_and_change_nothing_else(dtype, tolerance):
+    model, x = model_and_ids()
+    exact = cached_logits(model, x, prefill=12)
+    with torch.no_grad():
+        full = model(x).logits
+    with fast_decode(model, dtype=dtype) as scope:
+        assert scope.dtype == getattr(torch, dtype)
+        half = cached_logits(model, x, prefill=12)
+        with torch.no_grad():
+            assert torch.equal(model(x).logits, full)                    # a prompt: the plain fp32 product
+    assert not torch.equal(half, exact)                                  # the copies were read
+    torch.testing.assert_close(half, exact, atol=tolerance, rtol=0)
+    assert torch.equal(half.argmax(-1), exact.argmax(-1))
+    torch.testing.assert_close(cached_logits(model, x, prefill=12), exact, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_inside_a_held_half_scope_matches_fp32_greedy():
+    model, x = model_and_ids()
+    prompt = x[0, :8].tolist()
+    exact = generate(model, prompt, max_new_tokens=24, temperature=0)[0].ids
+    with fast_decode(model, dtype="float16") as scope:
+        assert generate(model, prompt, max_new_tokens=24, temperature=0)[0].ids == exact
+        assert active_scope(model) is scope and any(kind == "half" for _, kind in scope.copies)
+    assert active_scope(model) is None and not routed(model)
+
+
+@pytest.mark.parametrize("name", ["int8", "float64", torch.int8])
+def test_unknown_decode_dtype_is_a_one_line_error(name):
+    model, _ = model_and_ids()
+    with pytest.raises(ConfigError, match="choose float32, float16 or bfloat16"):
+        with fast_decode(model, dtype=name):
+            pass
+
+
+def test_gradients_inside_the_scope_are_refused():
+    model, x = model_and_ids()
+    with fast_decode(model), pytest.raises(GlassError, match="train outside the scope"):
+        model(x[:, :-1], targets=x[:, 1:]).loss.backward()
+    loss = model(x[:, :-1], targets=x[:, 1:]).loss                       # outside: training works
+    loss.backward()
+    assert model.blocks[0].attention.qkv.weight.grad is not None
+
+
+def test_without_copies_nothing_is_held_and_the_logits_are_the_same():
+    model, x = model_and_ids()
+    with fast_decode(model) as scope:
+        copied = cached_logits(model, x, prefill=12)
+        assert scope.bytes_held > 0
+    with fast_decode(model, copies=False) as scope:
+        plain = cached_logits(model, x, prefill=12)
+        assert scope.bytes_held == 0 and not routed(model)
+    torch.testing.assert_close(plain, copied, atol=1e-5, rtol=1e-5)
+
+
+def edit_in_place(model, how: str) -> None:
+    w = model.blocks[1].feed_forward.down.weight
+    if how == "data":
+        w.data.mul_(-3.0)                                 # .data: the version counter does not move
+    else:
+        with torch.no_grad():
+            w.mul_(-3.0)
+
+
+@pytest.mark.parametrize("how", ["data", "no_grad"])
+def test_an_in_place_weight_edit_between_two_calls_is_always_seen(how):
+    model, x = model_and_ids()
+    prompt = x[0, :8].tolist()
+    before = generate(model, prompt, max_new_tokens=12, temperature=0, logprobs=1)[0]
+    trace_before = model.trace(prompt).log_probs()
+    edit_in_place(model, how)
+    after = generate(model, prompt, max_new_tokens=12, temperature=0, logprobs=1)[0]
+    with fast_decode(model, copies=False):
+        plain = generate(model, prompt, max_new_tokens=12, temperature=0, logprobs=1)[0]
+    assert after.ids == plain.ids
+    torch.testing.assert_close(torch.tensor([r.logprob for r in after.logprobs]),
+                               torch.tensor([r.logprob for r in plain.logprobs]), atol=1e-5, rtol=0)
+    assert [r.logprob for r in after.logprobs] != [r.logprob for r in before.logprobs]
+    assert not torch.equal(model.trace(prompt).log_probs(), trace_before)
+
+
+def test_batches_sessions_and_drafts_enter_a_scope_per_call_and_leave_nothing_behind():
+    model, x = model_and_ids()
+    draft, _ = model_and_ids(seed=3)
+    prompts = [x[0, :5].tolist(), x[0, :9].tolist()]
+    generate_batch(model, prompts, max_new_tokens=6, temperature=0)
+    generate(model, prompts[0], max_new_tokens=6, temperature=0, draft=draft)
+    Session(model, temperature=0).append(prompts[1]) and None
+    s = Session(model, temperature=0)
+    s.append(prompts[1])
+    s.generate(5)
+    assert active_scope(model) is None and active_scope(draft) is None
+    assert not routed(model) and not routed(draft)
