@@ -15,7 +15,7 @@ def plot_angular(results: dict, path: Path) -> None:
     choice for each n boxed."""
     d = np.array(results["angular_distances"], dtype=np.float64)          # (N, N): [n - 1, l]
     n_layer = d.shape[0]
-    fig = Figure(figsize=(1.0 + 0.75 * n_layer, 0.9 + 0.6 * n_layer))
+    fig = Figure(figsize=(max(5.0, 1.6 + 0.8 * n_layer), max(3.8, 1.2 + 0.6 * n_layer)))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(d), origin="lower", cmap="viridis", aspect="auto",
                       extent=(-0.5, n_layer - 0.5, 0.5, n_layer + 0.5))
