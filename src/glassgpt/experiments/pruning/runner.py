@@ -73,8 +73,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
     if n_layer < 2:
         raise GlassError(f"{run} has {n_layer} block: pruning needs a model with at least 2")
     settings.validate(n_layer)
-    sizes = sorted(set(settings.sizes or range(1, n_layer)))
     focus = settings.focus if settings.focus is not None else max(1, n_layer // 2)
+    sizes = sorted(set(settings.sizes or range(1, n_layer)) | {focus})      # the focus size is always measured
     data = find_data_dir(run, data_dir)
     val_tokens = load_validation(data)
     given = [(str(Path(b).resolve()), load_baseline(b, run)) for b in settings.baselines]
@@ -98,16 +98,33 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
         report.append(angular)
     distances = np.array(angular["distances"], dtype=np.float64)
 
+    # 2. measure every model; the focus size and the baselines first (the comparison that matters)
     study = Study(report, tasks, batches, original.tokenizer, progress)
     study.measure("original", "original", original, [], run=run)
-    for n in sizes:
-        paper, naive = paper_blocks(distances, n), naive_blocks(n_layer, n)
-        study.measure(f"paper -{n}", "pruned (paper)", lambda b=paper: without_blocks(original, b), paper)
-        study.measure(f"naive -{n}", "pruned (naive)", lambda b=naive: without_blocks(original, b), naive,
-                      same_as=f"paper -{n}" if naive == paper else None)
 
-    # 2. healing: the focus size, both choices, fine-tuned by the normal trainer
+    def prune(n: int) -> None:
+        paper, naive = paper_blocks(distances, n), naive_blocks(n_layer, n)
+        study.measure(f"paper -{n}", "pruned (paper)", lambda: without_blocks(original, paper), paper)
+        study.measure(f"naive -{n}", "pruned (naive)", lambda: without_blocks(original, naive), naive,
+                      same_as=f"paper -{n}" if naive == paper else None)
+    prune(focus)
+
+    # the comparison the paper left out: smaller models trained from scratch on the same token budget
     runs = out / "runs"
+    if settings.train_baseline:
+        train_config, steps = training_budget(run)
+        same = original.config.replace(n_layer=n_layer - focus)
+        half = narrower(same, count_parameters(same) // 2)
+        for label, config in (("same size", same), ("half size", half)):
+            run_dir = runs / f"baseline-{label.replace(' ', '-')}"
+
+            def trained(config=config, run_dir=run_dir):
+                return train_or_resume(data, run_dir, config, baseline_train_config(train_config, steps), progress)
+            study.measure(f"baseline, {label}", "baseline (trained)", trained, [], run=str(run_dir), steps=steps)
+    for path, model in given:
+        study.measure(f"baseline {Path(path).name}", "baseline (given)", model, [], run=path)
+
+    # healing: the focus size, both choices, fine-tuned by the normal trainer in its own run directory
     if settings.heal_steps:
         train_config, _ = training_budget(run)
         for choice, blocks in (("paper", paper_blocks(distances, focus)), ("naive", naive_blocks(n_layer, focus))):
@@ -123,19 +140,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
             study.measure(name, "pruned + healed", healed, blocks, run=str(runs / f"healed-{choice}-{focus}"),
                           heal_steps=settings.heal_steps)
 
-    # 3. the comparison the paper left out: smaller models trained from scratch
-    if settings.train_baseline:
-        train_config, steps = training_budget(run)
-        same = original.config.replace(n_layer=n_layer - focus)
-        half = narrower(same, count_parameters(same) // 2)
-        for label, config in (("same size", same), ("half size", half)):
-            run_dir = runs / f"baseline-{label.replace(' ', '-')}"
-
-            def trained(config=config, run_dir=run_dir):
-                return train_or_resume(data, run_dir, config, baseline_train_config(train_config, steps), progress)
-            study.measure(f"baseline, {label}", "baseline (trained)", trained, [], run=str(run_dir), steps=steps)
-    for path, model in given:
-        study.measure(f"baseline {Path(path).name}", "baseline (given)", model, [], run=path)
+    for n in sizes:
+        prune(n)
 
     results = summarise(report.samples, tasks, distances, sizes, focus, n_layer, run)
     from .plots import plot_accuracy_vs_cross_entropy, plot_angular, plot_cross_entropy_vs_parameters
@@ -183,7 +189,7 @@ class Study:
 def summarise(samples: list[dict], tasks, distances: np.ndarray, sizes: list[int], focus: int, n_layer: int,
               run: str) -> dict:
     """One row per model (in the order measured) and the findings."""
-    names = [r["model"] for r in samples if r.get("measure") == "info"]
+    names = sorted((r["model"] for r in samples if r.get("measure") == "info"), key=table_order)
     rows = []
     intact = next(r["losses"] for r in samples if r.get("model") == "original" and r["measure"] == "cross_entropy")
     for name in names:
@@ -208,6 +214,16 @@ def summarise(samples: list[dict], tasks, distances: np.ndarray, sizes: list[int
             "mean_chance": float(np.mean(list(chance.values()))), "angular_distances": distances.tolist(),
             "choices": {str(n): c for n, c in choices.items()}, "models": rows,
             "findings": findings(rows, chance, focus)}
+
+
+def table_order(name: str) -> tuple:
+    """original; pruned by size (paper's choice, then naive); healed; baselines in the order measured."""
+    if name == "original":
+        return (0,)
+    if name.startswith(("paper -", "naive -")):
+        n = int(name.split(" ")[1][1:])
+        return (2 if name.endswith("healed") else 1, n, name.startswith("naive"))
+    return (3,)
 
 
 def _se(values) -> float:
