@@ -78,6 +78,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
     data = find_data_dir(run, data_dir)
     val_tokens = load_validation(data)
     given = [(str(Path(b).resolve()), load_baseline(b, run)) for b in settings.baselines]
+    if settings.train_baseline or settings.heal_steps:
+        training_budget(run)                  # fails now, not after an hour, if the run cannot tell its budget
 
     out = Path(out_dir)
     report = ReportDir(out, {"experiment": "pruning", "run": run, "data": str(Path(data).resolve()),
