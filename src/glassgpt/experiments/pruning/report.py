@@ -59,15 +59,19 @@ def findings_text(results: dict) -> list[str]:
         if reference and b["params"] <= reference["params"]:
             verdict = "higher" if reference["cross_entropy"] > b["cross_entropy"] else "lower"
             lines.append(f"- The cross-entropy of `{reference['model']}` is {verdict} than that of `{b['model']}` "
-                         f"({reference['cross_entropy']:.3f} vs {b['cross_entropy']:.3f}), a model "
-                         f"{reference['params'] / b['params']:.1f}x smaller; its mean acc_norm is "
-                         f"{reference['mean_acc_norm']:.3f} vs {b['mean_acc_norm']:.3f}.")
+                         f"({reference['cross_entropy']:.3f} vs {b['cross_entropy']:.3f}), {_size(reference, b)}; "
+                         f"its mean acc_norm is {reference['mean_acc_norm']:.3f} vs {b['mean_acc_norm']:.3f}.")
     better_ce = [p for p in f["paper_vs_naive"] if p["paper_ce"] < p["naive_ce"]]
     same = [p for p in f["paper_vs_naive"] if p["paper_ce"] == p["naive_ce"]]
     lines.append(f"- The paper's choice gives a lower cross-entropy than dropping the last blocks for "
                  f"{len(better_ce)} of {len(f['paper_vs_naive'])} sizes"
                  + (f" (the same blocks for n = {', '.join(str(p['n']) for p in same)})" if same else "") + ".")
     return lines
+
+
+def _size(model: dict, other: dict) -> str:
+    ratio = model["params"] / other["params"]
+    return "a model of the same size" if ratio < 1.05 else f"a model {ratio:.1f}x smaller"
 
 
 def render_report(results: dict) -> str:
