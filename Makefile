@@ -4,13 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-llama bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 tests
+
+# GGUF exports run in llama.cpp: installs llama-cpp-python (compiles llama.cpp: a C++ compiler, minutes)
+test-llama: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,llama]'
+	$(BIN)/python -m pytest tests/test_interop_llama.py -rs -p no:xdist
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -6,6 +6,7 @@
     glassgpt experiment ascii-diffusion corpus -o corpus.txt --documents 2000
     glassgpt experiment ascii-diffusion train -o RUN --minutes 5
     glassgpt experiment ascii-diffusion run RUN -o DIR
+    glassgpt experiment icl build|train|run|patterns ...   (in-context learning as inference)
     glassgpt experiment pruning RUN -o DIR [--task TASK] [--heal-steps N] [--baseline RUN | --train-baseline]
 """
 from __future__ import annotations
@@ -84,6 +85,8 @@ def register(subparsers) -> None:
     r.add_argument("-o", "--out", required=True, help="report directory (re-running resumes it)")
     r.set_defaults(func=run_diffusion)
 
+    from .experiment_icl import register_icl
+    register_icl(sub, add_completer_args)
     pr = sub.add_parser("pruning", help="layer pruning: the benchmark survives, the cross-entropy does not",
                         description="Drop blocks of a trained model (the paper's angular-distance choice and the "
                                     "last blocks), optionally heal them, and compare cross-entropy and "

@@ -1,9 +1,11 @@
-"""`glassgpt tokenizer train|encode|decode|show`: the tokenizer from the command line.
+"""`glassgpt tokenizer train|encode|decode|show|export|import`: the tokenizer from the command line.
 
     glassgpt tokenizer train corpus.txt --vocab-size 4096 -o tok.json
     echo "Hello world" | glassgpt tokenizer encode -t tok.json        # -> 15496 995
     glassgpt tokenizer decode -t tok.json 15496 995                   # -> Hello world
     glassgpt tokenizer show -t tok.json "Hello world"                 # tokens in colour, ids
+    glassgpt tokenizer export tok.json --to hf -o tokenizer.json      # a `tokenizers` file (or --to tiktoken)
+    glassgpt tokenizer import tokenizer.json -o tok.json              # back (also tiktoken rank files)
 """
 from __future__ import annotations
 
@@ -52,10 +54,33 @@ def register(subparsers) -> None:
                            help="auto: colour only on a terminal without NO_COLOR set")
         p.set_defaults(func={"encode": run_encode, "decode": run_decode, "show": run_show}[name])
 
+    export = sub.add_parser("export", help="write a tokenizer for another tool (tokenizers JSON, tiktoken ranks)")
+    export.add_argument("tokenizer", type=Path, metavar="TOK", help="glassgpt tokenizer JSON file")
+    export.add_argument("--to", required=True, choices=("hf", "tiktoken"),
+                        help="hf: a Hugging Face `tokenizers` file; tiktoken: a rank file (specials not included)")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
+    export.set_defaults(func=run_export)
+
+    imp = sub.add_parser("import", help="read another tool's tokenizer file as a glassgpt tokenizer",
+                         description="Read a Hugging Face `tokenizers` file (byte-level BPE) or a tiktoken "
+                                     "rank file and write it as a glassgpt tokenizer.")
+    imp.add_argument("file", type=Path, metavar="FILE", help="tokenizer.json (tokenizers) or a tiktoken rank file")
+    imp.add_argument("-o", "--output", type=Path, required=True, help="glassgpt tokenizer JSON file to write")
+    imp.add_argument("--pattern", default="gpt2", help="rank files only: split pattern gpt2, gpt4 or a regex")
+    imp.add_argument("--special", action="append", metavar="NAME",
+                     help="rank files only: special tokens numbered after the ranks (default: <|endoftext|>)")
+    imp.add_argument("--force", action="store_true", help="replace an existing file")
+    imp.set_defaults(func=run_import)
+
 
 def run_train(args) -> None:
+    from ..fileio import check_writable
     from ..tokenizer import Tokenizer
 
+    if Path(args.output).is_dir():
+        raise GlassError(f"-o {args.output} is a directory: give a file name such as {Path(args.output) / 'tok.json'}")
+    check_writable(Path(args.output).parent)          # before the training, not after
     texts = [_read(path) for path in args.files]
     if args.char:
         tok = Tokenizer.chars("".join(texts), special_tokens=args.special or ())
@@ -102,6 +127,30 @@ def run_show(args) -> None:
         print("".join(f"[{piece}]" for piece in pieces))
         print(" ".join(map(str, ids)))
     print(f"{len(ids)} tokens for {len(text)} characters")
+
+
+def run_export(args) -> None:
+    from ..interop import export_tokenizer
+    from ..interop.output import check_free
+
+    tok = _load(args.tokenizer)
+    check_free(args.output, args.force, directory=False)
+    export_tokenizer(tok, args.to, args.output)
+    print(f"wrote {args.output}: {tok.kind} tokenizer as {args.to}, vocab_size {tok.vocab_size}"
+          + (f" (tiktoken keeps specials outside the file: {tok.special_tokens})"
+             if args.to == "tiktoken" and tok.special_tokens else ""))
+
+
+def run_import(args) -> None:
+    from ..interop import import_tokenizer
+    from ..interop.output import check_free
+
+    check_free(args.output, args.force, directory=False)
+    specials = ("<|endoftext|>",) if args.special is None else args.special
+    tok = import_tokenizer(args.file, pattern=args.pattern, special_tokens=specials)
+    tok.save(args.output)
+    print(f"wrote {args.output}: {tok.kind} tokenizer, vocab_size {tok.vocab_size} "
+          f"(specials: {', '.join(tok.special_tokens) or 'none'})")
 
 
 def _load(path: Path):

@@ -170,19 +170,20 @@ class Row:
 
 
 def logprob_records(chain: SamplerChain, logits: torch.Tensor, counts: torch.Tensor | None,
-                    tokens: torch.Tensor, n: int, tokenizer) -> list[TokenLogprob]:
+                    tokens: torch.Tensor, n: int, tokenizer, rank_by: str = "raw") -> list[TokenLogprob]:
     """For each row: the chosen token's log-probability before/after the chain, entropies,
-    and the n most likely alternatives (logits (B, V), tokens (B,))."""
+    and the n most likely alternatives (logits (B, V), tokens (B,)), most likely under the
+    model (rank_by="raw") or under the distribution sampled from ("processed")."""
     logp = torch.log_softmax(logits, dim=-1)                                     # (B, V)
     after = chain.probabilities(logits, counts)                                  # (B, V)
     entropy = -(logp.exp() * logp).sum(-1)
     entropy_after = -torch.special.xlogy(after, after).sum(-1)
-    top = logp.topk(min(n, logp.shape[-1]), dim=-1)
+    top = (logp if rank_by == "raw" else after).topk(min(n, logp.shape[-1]), dim=-1)
     name = (lambda i: tokenizer.id_to_str(i)) if tokenizer is not None else (lambda i: "")
     records = []
     for b, token in enumerate(tokens.tolist()):
-        alternatives = [Alternative(i, name(i), float(lp.exp()), float(after[b, i]))
-                        for i, lp in zip(top.indices[b].tolist(), top.values[b])]
+        alternatives = [Alternative(i, name(i), float(logp[b, i].exp()), float(after[b, i]))
+                        for i in top.indices[b].tolist()]
         records.append(TokenLogprob(token, name(token), float(logp[b, token]),
                                     float(after[b, token].log()), float(entropy[b]),
                                     float(entropy_after[b]), alternatives))
@@ -274,44 +275,10 @@ class Engine:
         return logits
 
     def prefill_rows(self, seqs: list[list[int]], cache_length: int) -> torch.Tensor:
-        """Different sequences, each row's cache left-padded to the longest: the mask hides
-        padding keys and each row's positions start at 0 on its first real token. Computed
-        packed (all sequences one after another in one row, each seeing only itself) when
-        that is less work than computing the padding too."""
-        device, B = self.model.device, len(seqs)
-        lengths = torch.tensor([len(s) for s in seqs], device=device)
-        P = int(lengths.max())
-        self.cache = self.model.new_kv_cache(B, cache_length)
-        self.stats.prefill_tokens += int(lengths.sum())
+        self.stats.prefill_tokens += sum(map(len, seqs))
         self.stats.forward_passes += 1
-        if bool((lengths == P).all()):
-            self.pad = self.mask = None
-            ids = torch.tensor(seqs, device=device)                               # (B, P)
-            return self.model(ids, kv_cache=self.cache, last_only=True).logits[:, -1].float()
-        self.pad = P - lengths                                                    # (B,)
-        columns = torch.arange(cache_length, device=device)[None, :]              # (1, S)
-        self.mask = columns >= self.pad[:, None]                                  # (B, S)
-        if packing_pays(lengths.tolist(), self.model.config):
-            return self.prefill_packed(seqs)
-        ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)  # (B, P)
-        positions = (columns[:, :P] - self.pad[:, None]).clamp(min=0)            # (B, P)
-        out = self.model(ids, kv_cache=self.cache, positions=positions, key_padding_mask=self.mask,
-                         last_only=True)
-        return out.logits[:, -1].float()
-
-    def prefill_packed(self, seqs: list[list[int]]) -> torch.Tensor:
-        """All sequences in one row, one after another, each attending only to itself; their
-        keys and values then go to their own rows of the (left-padded) batch cache."""
-        device, lengths = self.model.device, [len(s) for s in seqs]
-        ids = torch.tensor([[i for s in seqs for i in s]], device=device)         # (1, N)
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths])[None]   # (1, N)
-        documents = torch.repeat_interleave(torch.arange(len(seqs), device=device),
-                                            torch.tensor(lengths, device=device))[None]  # (1, N)
-        ends = torch.tensor(lengths, device=device).cumsum(0) - 1                 # (B,) each one's last token
-        packed = self.model.new_kv_cache(1, ids.shape[1])
-        out = self.model(ids, kv_cache=packed, positions=positions, documents=documents, logits_at=ends)
-        self.cache.store_packed(packed, lengths)
-        return out.logits[0].float()                                              # (B, V)
+        self.cache, self.pad, self.mask, logits = prefill_rows(self.model, seqs, cache_length)
+        return logits
 
     # -- decode ----------------------------------------------------------------------------
     def feed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -338,6 +305,46 @@ class Engine:
         so a follow-up prompt that continues this text (a chat, a session) reuses all of it."""
         if self.prompt_cache is not None and len(self.rows) == 1 and self.cache is not None and not self.slid:
             self.prompt_cache.store(self.model, self.contexts[0][:self.cache.length], self.cache)
+
+
+def prefill_rows(model: GPT, seqs: list[list[int]], cache_length: int):
+    """Different sequences in one forward: each row's cache left-padded to the longest, the
+    mask hiding padding keys and each row's positions starting at 0 on its first real token.
+    Computed packed (all sequences one after another in one row, each seeing only itself)
+    when that is less work than computing the padding too.
+
+    Returns (cache, pad (B,) or None, mask (B, cache_length) or None, last logits (B, V))."""
+    device, B = model.device, len(seqs)
+    lengths = torch.tensor([len(s) for s in seqs], device=device)
+    P = int(lengths.max())
+    cache = model.new_kv_cache(B, cache_length)
+    if bool((lengths == P).all()):
+        ids = torch.tensor(seqs, device=device)                                   # (B, P)
+        return cache, None, None, model(ids, kv_cache=cache, last_only=True).logits[:, -1].float()
+    pad = P - lengths                                                             # (B,)
+    columns = torch.arange(cache_length, device=device)[None, :]                  # (1, S)
+    mask = columns >= pad[:, None]                                                # (B, S)
+    if packing_pays(lengths.tolist(), model.config):
+        return cache, pad, mask, prefill_packed(model, seqs, cache)
+    ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)      # (B, P)
+    positions = (columns[:, :P] - pad[:, None]).clamp(min=0)                      # (B, P)
+    out = model(ids, kv_cache=cache, positions=positions, key_padding_mask=mask, last_only=True)
+    return cache, pad, mask, out.logits[:, -1].float()
+
+
+def prefill_packed(model: GPT, seqs: list[list[int]], cache: KVCache) -> torch.Tensor:
+    """All sequences in one row, one after another, each attending only to itself; their
+    keys and values then go to their own rows of the (left-padded) batch `cache`."""
+    device, lengths = model.device, [len(s) for s in seqs]
+    ids = torch.tensor([[i for s in seqs for i in s]], device=device)             # (1, N)
+    positions = torch.cat([torch.arange(n, device=device) for n in lengths])[None]   # (1, N)
+    documents = torch.repeat_interleave(torch.arange(len(seqs), device=device),
+                                        torch.tensor(lengths, device=device))[None]  # (1, N)
+    ends = torch.tensor(lengths, device=device).cumsum(0) - 1                     # (B,) each one's last token
+    packed = model.new_kv_cache(1, ids.shape[1])
+    out = model(ids, kv_cache=packed, positions=positions, documents=documents, logits_at=ends)
+    cache.store_packed(packed, lengths)
+    return out.logits[0].float()                                                  # (B, V)
 
 
 def packing_pays(lengths: list[int], config) -> bool:

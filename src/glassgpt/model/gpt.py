@@ -151,6 +151,18 @@ class GPT(Probed):
         p = self.embed.weight
         return KVCache(self.config, batch_size, max_length, device=p.device, dtype=p.dtype)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "gpt2", **kwargs) -> "GPT":
+        """A local Hugging Face GPT-2 directory or glassgpt run (`load`), or GPT-2 weights
+        from the hub by name ("gpt2", "gpt2-medium", ...; needs network). See glassgpt.interop.hf."""
+        import os
+
+        from .checkpoint import load
+        if os.path.isdir(name_or_path):
+            return load(name_or_path, **kwargs)
+        from ..interop.hf import from_pretrained   # upper layer, imported on use
+        return from_pretrained(name_or_path)
+
     def generate(self, prompt, **kwargs):
         """Sample a continuation of `prompt` (text or ids); see glassgpt.generate.generate."""
         from ..generate import generate   # upper layer, imported on use: model/ does not depend on it

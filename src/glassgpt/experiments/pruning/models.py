@@ -82,24 +82,26 @@ def training_budget(run: str) -> tuple[TrainConfig, int]:
 
 def baseline_train_config(original: TrainConfig, steps: int) -> TrainConfig:
     """The original's settings with the same number of steps (the same token budget)."""
-    return dataclasses.replace(original, max_iters=steps, max_seconds=None, teacher=None, init_from=None)
+    return dataclasses.replace(original, max_iters=steps, max_seconds=None, teacher=None)
 
 
-def heal_train_config(original: TrainConfig, pruned_dir: Path, steps: int, lr: float | None) -> TrainConfig:
+def heal_train_config(original: TrainConfig, steps: int, lr: float | None) -> TrainConfig:
     """A short fine-tune of the pruned model: warm up for a tenth of the steps, cosine to lr / 10."""
     lr = lr if lr is not None else original.lr / 4
     return dataclasses.replace(original, max_iters=steps, max_seconds=None, lr=lr, min_lr=lr / 10,
                                warmup_iters=max(1, min(original.warmup_iters, steps // 10)),
-                               eval_interval=min(original.eval_interval, steps), teacher=None,
-                               init_from=str(Path(pruned_dir).resolve()))
+                               eval_interval=min(original.eval_interval, steps), teacher=None)
 
 
 def train_or_resume(data_dir: Path, run_dir: Path, model_config: GPTConfig | None, config: TrainConfig,
-                    progress: bool = True):
-    """Train into run_dir, continue it when it stopped early, or only load it when done."""
+                    init_from: Path | None = None, progress: bool = True):
+    """Train into run_dir (from scratch, or from the weights in init_from), continue it when
+    it stopped early, or only load it when done. run_dir belongs to the study: a run that
+    crashed before its first checkpoint is started again."""
     if (run_dir / STATE).exists():
         if load_train_state(run_dir)["step"] < config.max_iters:
             train(None, run_dir, train_config=config, resume=True, progress=progress)
     else:
-        train(data_dir, run_dir, model_config, config, progress=progress)
+        train(data_dir, run_dir, model_config, config, progress=progress,
+              init_from=str(init_from) if init_from is not None else None, force=True)
     return load(run_dir)

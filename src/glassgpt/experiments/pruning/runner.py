@@ -121,7 +121,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
             run_dir = runs / f"baseline-{label.replace(' ', '-')}"
 
             def trained(config=config, run_dir=run_dir):
-                return train_or_resume(data, run_dir, config, baseline_train_config(train_config, steps), progress)
+                return train_or_resume(data, run_dir, config, baseline_train_config(train_config, steps),
+                                       progress=progress)
             study.measure(f"baseline, {label}", "baseline (trained)", trained, [], run=str(run_dir), steps=steps)
     for path, model in given:
         study.measure(f"baseline {Path(path).name}", "baseline (given)", model, [], run=path)
@@ -137,8 +138,8 @@ def run_pruning_study(run: str | os.PathLike, out_dir: str | os.PathLike, settin
 
             def healed(blocks=blocks, choice=choice):
                 pruned_dir = save(without_blocks(original, blocks), runs / f"pruned-{choice}-{focus}")
-                config = heal_train_config(train_config, pruned_dir, settings.heal_steps, settings.heal_lr)
-                return train_or_resume(data, runs / f"healed-{choice}-{focus}", None, config, progress)
+                config = heal_train_config(train_config, settings.heal_steps, settings.heal_lr)
+                return train_or_resume(data, runs / f"healed-{choice}-{focus}", None, config, pruned_dir, progress)
             study.measure(name, "pruned + healed", healed, blocks, run=str(runs / f"healed-{choice}-{focus}"),
                           heal_steps=settings.heal_steps)
 
