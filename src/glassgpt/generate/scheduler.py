@@ -42,10 +42,11 @@ import torch
 
 from ..errors import GlassError
 from ..model import GPT, KVCache
-from .decode import Request, Row, logprob_records, prefill_rows, token_counts
+from .decode import Request, Row, constrained_sample, logprob_records, prefill_rows, token_counts
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
 from .samplers import SamplingParams
+from .token_masks import constrained_probabilities
 
 
 @dataclass(eq=False)
@@ -64,6 +65,7 @@ class Job:
     stats: GenerationStats = field(default_factory=GenerationStats)
     submitted: float = field(default_factory=time.perf_counter)
     counts: torch.Tensor | None = None       # (n, V) tokens seen per sample, for the penalties
+    error: str | None = None                 # why the job stopped early (its constraint allowed no token)
 
     @property
     def prompt(self) -> list[int]:
@@ -113,17 +115,18 @@ class Scheduler:
 
     # -- the outside: submit, cancel, look -----------------------------------------------------
     def submit(self, prompt, *, prompt_logprobs: int | None = None, rank_by: str = "raw", tokenizer=None,
-               **settings) -> Job:
+               constraint=None, **settings) -> Job:
         """Queue one prompt (text or ids) with the settings of `generate` (num_samples=n
         samples of it); thread-safe. prompt_logprobs=k: also score every prompt token, with
         its k most likely alternatives (echo); rank_by: the per-token alternatives are the
         most likely under the model ("raw") or under the distribution sampled from ("processed")."""
-        return self.submit_request(self.request(prompt, tokenizer=tokenizer, **settings),
+        return self.submit_request(self.request(prompt, tokenizer=tokenizer, constraint=constraint, **settings),
                                    prompt_logprobs=prompt_logprobs, rank_by=rank_by)
 
-    def request(self, prompt, *, tokenizer=None, **settings) -> Request:
-        """A checked `Request` for one prompt with the settings of `generate` (GlassError if bad)."""
-        return Request.build(self.model, [prompt], SamplingParams.of(**settings), tokenizer)
+    def request(self, prompt, *, tokenizer=None, constraint=None, **settings) -> Request:
+        """A checked `Request` for one prompt with the settings of `generate` (GlassError if bad);
+        `constraint`: a Choice, Regex, ... its samples must satisfy."""
+        return Request.build(self.model, [prompt], SamplingParams.of(**settings), tokenizer, constraint)
 
     def submit_request(self, request: Request, *, prompt_logprobs: int | None = None, rank_by: str = "raw") -> Job:
         """Queue a built `Request` of one distinct prompt (its num_samples rows); thread-safe."""
@@ -313,14 +316,26 @@ class Scheduler:
                 full[live] = logits
                 logits = full
             request = job.request
-            tokens = request.chain.sample(logits, job.counts, request.generator)      # (n,)
+            constrained = {}
+            if request.constraint is None:
+                tokens = request.chain.sample(logits, job.counts, request.generator)  # (n,)
+            else:                           # the chain renormalised over what each row's constraint allows
+                states = [None if row.done else row.constraint for row in job.rows]
+                try:
+                    tokens, masked, allowed = constrained_sample(request, logits, job.counts, states)
+                except GlassError as e:     # this job's constraint allows no token: it alone stops
+                    job.error = str(e)
+                    self._leave(job, "error")
+                    continue
+                constrained = dict(constrained=constrained_probabilities(request.chain, masked[live]),
+                                   allowed=allowed[live])
             if len(live) < job.n:
                 tokens = tokens[live]
             records = None
             if request.logprobs is not None:
                 counts = job.counts[live] if job.counts is not None else None
                 records = logprob_records(request.chain, self.logits[rows], counts, tokens, request.logprobs,
-                                          request.tokenizer, rank_by=job.rank_by)
+                                          request.tokenizer, rank_by=job.rank_by, **constrained)
             self.tokens[rows] = tokens
             job.stats.decode_steps += 1
             for k, (sample, token) in enumerate(zip(live, tokens.tolist())):
@@ -361,10 +376,13 @@ class Scheduler:
         for job in self.running:
             job.stats.forward_passes += 1
 
-    def _leave(self, job: Job) -> None:
+    def _leave(self, job: Job, reason: str = "cancelled") -> None:
         for s in self.slots:
             if s.job is job:
                 s.job = None
+        for row in job.rows:
+            if not row.done:
+                row.finish_reason = reason
         self._finish(job)
 
     def _finish(self, job: Job) -> None:
@@ -378,7 +396,8 @@ class Scheduler:
 
     # -- speculative decoding of a lone job --------------------------------------------------------
     def _speculates(self, job: Job) -> bool:
-        return job.n == 1 and job.prompt_logprobs is None and job.request.max_new_tokens > 0
+        return (job.n == 1 and job.prompt_logprobs is None and job.request.max_new_tokens > 0
+                and job.request.constraint is None)     # speculative decoding takes no constraint
 
     def _start_solo(self, job: Job) -> None:
         from .speculative import SpeculativeDecoder

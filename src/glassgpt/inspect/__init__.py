@@ -17,6 +17,7 @@ Figures (matplotlib) are in `glassgpt.inspect.plots`; terminal and HTML colourin
 """
 from .ablation import AblationStudy, ablation_study, load_validation
 from .attribution import Attribution, occlusion
+from .choices import ChoiceScores, OptionScore, option_logprobs, score_choices
 from .dla import LogitAttribution, direct_logit_attribution
 from .heads import HeadRoles, head_roles
 from .lens import LogitLens, logit_lens
@@ -25,4 +26,5 @@ from .trace import Trace, trace
 
 __all__ = ["Trace", "trace", "LogitLens", "logit_lens", "Attribution", "occlusion",
            "AblationStudy", "ablation_study", "load_validation", "PatchResult", "patch", "logit_diff",
-           "probability", "LogitAttribution", "direct_logit_attribution", "HeadRoles", "head_roles"]
+           "probability", "LogitAttribution", "direct_logit_attribution", "HeadRoles", "head_roles",
+           "option_logprobs", "score_choices", "OptionScore", "ChoiceScores"]

@@ -187,6 +187,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
         if body.logprobs is not None and not 0 <= body.logprobs <= MAX_LOGPROBS:
             raise APIError(400, f"logprobs must be in 0..{MAX_LOGPROBS}, got {body.logprobs}", "logprobs")
         settings = sampling_settings(body, max_tokens, body.logprobs)
+        settings["constraint"] = constraint_of(body, s)
         options = dict(rank_by=body.logprobs_mode,
                        prompt_logprobs=body.logprobs if body.echo and body.logprobs is not None else None)
         sink = submit(s, prompts, settings, options, body.n)
@@ -261,6 +262,7 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
         k = (top or 0) if body.logprobs else None
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         settings = sampling_settings(body, max_tokens, k, stops + [x for x in STOPS if x not in stops])
+        settings["constraint"] = constraint_of(body, s)
         sink = submit(s, [ids], settings, dict(rank_by=body.logprobs_mode), body.n, length_param=param)
         view = Answer(s, k, body.logprobs_mode, body.return_entropy)
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -333,6 +335,8 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
                     remaining.discard(job)
                     if sink.error:
                         raise APIError(500, sink.error, None, "server_error")
+                    if job.error:
+                        raise APIError(400, constraint_error(job), constraint_param(job), "invalid_value")
                     for j in range(job.n):
                         if (job, j) not in seen:
                             yield job, j, None
@@ -372,6 +376,9 @@ def create_app(models: dict[str, GPT], *, api_key: str | None = None, draft: GPT
             raise
         if sink.error:
             raise APIError(500, sink.error, None, "server_error")
+        for job in sink.jobs:
+            if job.error:                  # e.g. a constraint no text could satisfy within max_tokens
+                raise APIError(400, constraint_error(job), constraint_param(job), "invalid_value")
         finish_metrics(s, sink.jobs)
 
     def timing(s, job, k, event, arrived, last) -> None:
@@ -462,6 +469,40 @@ def sampling_settings(body, max_tokens: int, logprobs: int | None, stop=None) ->
     if body.return_entropy and logprobs is None:
         settings["logprobs"] = 0
     return settings
+
+
+def constraint_of(body, s: ServedModel):
+    """The constraint the request's response_format / guided_* fields ask for, compiled for
+    the model's tokenizer now, so a bad one is a 400 naming its field; or None."""
+    from ..generate.constraints import constraint_from_fields
+    from ..generate.token_masks import compile_constraint
+
+    fields = dict(response_format=body.response_format, guided_choice=body.guided_choice,
+                  guided_regex=body.guided_regex, guided_grammar=body.guided_grammar)
+    try:
+        constraint = constraint_from_fields(**fields)
+    except GlassError as e:
+        raise APIError(400, str(e), str(e).split(":")[0], "invalid_value") from None
+    if constraint is None:
+        return None
+    field = next(name for name, value in fields.items() if value is not None and
+                 not (name == "response_format" and value.get("type") == "text"))
+    try:
+        compile_constraint(constraint, s.model.tokenizer, s.model.config.vocab_size)
+    except GlassError as e:
+        raise APIError(400, f"{field}: {e}", field, "invalid_value") from None
+    constraint.field = field           # named again if decoding finds no text that satisfies it
+    return constraint
+
+
+def constraint_error(job) -> str:
+    param = constraint_param(job)
+    return f"{param}: {openai_words(job.error)}" if param else openai_words(job.error)
+
+
+def constraint_param(job) -> str | None:
+    constraint = job.request.constraint
+    return getattr(constraint.constraint, "field", None) if constraint is not None else None
 
 
 def param_of(message: str) -> str | None:

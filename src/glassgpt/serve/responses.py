@@ -12,7 +12,8 @@ from .errors import APIError
 from .worker import ServedModel
 
 NEG_INF_LOGPROB = -9999.0           # JSON has no -inf (vLLM writes the same number)
-FINISH = {"eot": "stop", "stop": "stop", "length": "length", "cancelled": "length"}
+FINISH = {"eot": "stop", "stop": "stop", "length": "length", "cancelled": "length",
+          "constraint": "stop", "error": "stop"}     # constraint: complete, nothing more could follow
 
 
 def usage_of(jobs: list[Job]) -> dict:
@@ -45,7 +46,7 @@ class Answer:
     def completion_logprobs(self, job: Job, records, echo: bool) -> dict | None:
         if self.k is None and not self.entropy:
             return None
-        tokens, lps, tops, entropies = [], [], [], []
+        tokens, lps, tops, entropies, removed = [], [], [], [], []
         if echo and job.prompt_records is not None:
             for i, r in zip(job.prompt, job.prompt_records):
                 tokens.append(self.tok.id_to_str(i))
@@ -53,12 +54,14 @@ class Answer:
                 tops.append(None if r is None else {a.text: math.log(a.prob) if a.prob > 0 else NEG_INF_LOGPROB
                                                     for a in r.top[:self.k or 0]})
                 entropies.append(None if r is None else r.entropy)
+                removed.append(None)
         for r in records or []:
             lp, top, h = self.token(r)
             tokens.append(r.text)
             lps.append(lp)
             tops.append({text: v for _, text, v in top[:self.k or 0]})
             entropies.append(h)
+            removed.append(r.constraint.mass_removed if getattr(r, "constraint", None) is not None else None)
         offsets, at = [], 0
         for t in tokens:
             offsets.append(at)
@@ -66,6 +69,8 @@ class Answer:
         out = {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
         if self.entropy:
             out["entropies"] = entropies
+        if any(m is not None for m in removed):     # extra: the probability a constraint took away per token
+            out["mass_removed"] = removed
         return out
 
     def chat_logprobs(self, records) -> dict | None:
@@ -79,6 +84,8 @@ class Answer:
                                       for i, text, v in top[:self.k]]}
             if self.entropy:
                 entry["entropy"] = h
+            if getattr(r, "constraint", None) is not None:   # extra: what the constraint took away
+                entry["mass_removed"] = r.constraint.mass_removed
             content.append(entry)
         return {"content": content}
 

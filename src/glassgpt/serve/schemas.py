@@ -64,6 +64,12 @@ class Common(Sampling):
         "raw", description="extra: logprobs of the model's distribution at T = 1 (raw) or after the sampler "
                            "chain (processed: the distribution the token was drawn from)")
     return_entropy: bool = Field(False, description="extra: each token's entropy (nats) in the logprobs")
+    # constrained generation (glassgpt.generate.constraints): OpenAI's response_format, vLLM's guided_* extras
+    response_format: Optional[dict] = Field(None, description='{"type": "json_schema", "json_schema": {"schema": '
+                                                              '{...}}}, {"type": "json_object"} or {"type": "text"}')
+    guided_choice: Optional[list[str]] = Field(None, description="extra: the text is exactly one of these")
+    guided_regex: Optional[str] = Field(None, description="extra: the text matches this regular expression")
+    guided_grammar: Optional[str] = Field(None, description="extra: the text is in this Lark or GBNF grammar")
 
 
 class CompletionRequest(Common):
