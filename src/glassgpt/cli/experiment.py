@@ -7,6 +7,7 @@
     glassgpt experiment ascii-diffusion train -o RUN --minutes 5
     glassgpt experiment ascii-diffusion run RUN -o DIR
     glassgpt experiment icl build|train|run|patterns ...   (in-context learning as inference)
+    glassgpt experiment pruning RUN -o DIR [--task TASK] [--heal-steps N] [--baseline RUN | --train-baseline]
 """
 from __future__ import annotations
 
@@ -86,6 +87,32 @@ def register(subparsers) -> None:
 
     from .experiment_icl import register_icl
     register_icl(sub, add_completer_args)
+    pr = sub.add_parser("pruning", help="layer pruning: the benchmark survives, the cross-entropy does not",
+                        description="Drop blocks of a trained model (the paper's angular-distance choice and the "
+                                    "last blocks), optionally heal them, and compare cross-entropy and "
+                                    "multiple-choice accuracy with smaller models trained from scratch.")
+    pr.add_argument("run", help="a trained run directory")
+    pr.add_argument("-o", "--out", required=True, help="report directory (re-running resumes it)")
+    pr.add_argument("--task", action="append", dest="tasks", metavar="TASK",
+                    help="next-line, blank, speaker, or a JSON-lines file of {context, choices, answer} "
+                         "(repeat for several; default: the three built-in tasks)")
+    pr.add_argument("--questions", type=int, default=200, help="questions per task")
+    pr.add_argument("--sizes", type=int, nargs="+", metavar="N", help="block counts to drop (default: 1 .. N-1)")
+    pr.add_argument("--focus", type=int, metavar="N",
+                    help="the block count that is healed and matched by baselines (default: half the blocks)")
+    pr.add_argument("--heal-steps", type=int, default=0, help="fine-tune the pruned models for this many steps")
+    pr.add_argument("--heal-lr", type=float, help="peak learning rate for healing (default: the original's / 4)")
+    group = pr.add_mutually_exclusive_group()
+    group.add_argument("--baseline", action="append", default=[], metavar="RUN",
+                       help="a smaller run trained on the same data to compare with (repeatable)")
+    group.add_argument("--train-baseline", action="store_true",
+                       help="train two from scratch with the original's token budget: the pruned size and half")
+    pr.add_argument("--data", help="data directory (default: the one the run was trained on)")
+    pr.add_argument("--batches", type=int, default=20, help="validation batches for the cross-entropy")
+    pr.add_argument("--batch-size", type=int, default=8)
+    pr.add_argument("--context-chars", type=int, default=400, help="text before each built-in question")
+    pr.add_argument("--seed", type=int, default=0, help="seed for questions and validation batches")
+    pr.set_defaults(func=run_pruning)
 
 
 def add_completer_args(p) -> None:
@@ -212,6 +239,21 @@ def run_diffusion(args) -> int:
     completer = make_completer(args)
     with kept_on_error(args.out):
         run_ascii_diffusion(completer, args.out, settings, max_tokens=args.max_tokens)
+    print(f"report: {args.out}/report.md")
+    return 0
+
+
+def run_pruning(args) -> int:
+    from ..experiments.pruning import PruningSettings, run_pruning_study
+
+    settings = PruningSettings(sizes=args.sizes, focus=args.focus, heal_steps=args.heal_steps, heal_lr=args.heal_lr,
+                               questions=args.questions, context_chars=args.context_chars, batches=args.batches,
+                               batch_size=args.batch_size, seed=args.seed, train_baseline=args.train_baseline,
+                               baselines=list(args.baseline))
+    if args.tasks:
+        settings.tasks = args.tasks
+    with kept_on_error(args.out):
+        run_pruning_study(args.run, args.out, settings, data_dir=args.data)
     print(f"report: {args.out}/report.md")
     return 0
 

@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from ..model.probes import Edit
 from ..train.data import fixed_batches
 from .render import text_table
 from .trace import evaluating
+
+if TYPE_CHECKING:
+    from ..model import GPT
 
 
 @dataclass
@@ -265,6 +268,7 @@ def removed(model, names) -> Ablation:
     return Ablation(" + ".join(p.name for p in parts) or "intact", "none" if not parts else
                     parts[0].kind if len(parts) == 1 else "several", edits, context if contexts else None)
 
+
 def pruned(model, k: int) -> Ablation:
     """The last k blocks skipped."""
     n = model.config.n_layer
@@ -272,6 +276,33 @@ def pruned(model, k: int) -> Ablation:
     for i in range(n - k, n):
         edits.update(skip_block(i))
     return Ablation(f"last {k} blocks dropped", "prune", edits)
+
+
+def without_blocks(model, blocks) -> "GPT":
+    """The same model with `blocks` taken out, as a real smaller GPT (its own config,
+    n_layer fewer, the kept blocks renumbered in order), e.g. to fine-tune or save it.
+    Its outputs equal the intact model's with those blocks removed:
+    `removed(model, [f"block {i}" for i in blocks])`."""
+    from ..model import GPT
+    n = model.config.n_layer
+    drop = sorted(set(int(b) for b in blocks))
+    if any(not 0 <= b < n for b in drop):
+        raise GlassError(f"blocks {drop} do not all exist: the model has blocks 0 .. {n - 1}")
+    if len(drop) >= n:
+        raise GlassError(f"cannot drop all {n} blocks: keep at least one")
+    kept = [i for i in range(n) if i not in drop]
+    small = GPT(model.config.replace(n_layer=len(kept)), tokenizer=model.tokenizer)
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "blocks":
+            old = int(parts[1])
+            if old in drop:
+                continue
+            parts[1] = str(kept.index(old))
+        state[".".join(parts)] = value
+    small.load_state_dict(state)
+    return small.to(model.device).train(model.training)
 
 
 # -- measuring --------------------------------------------------------------------------------
