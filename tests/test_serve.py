@@ -268,10 +268,15 @@ def test_a_client_that_disconnects_frees_its_row(server, monkeypatch):
 
 def test_a_full_queue_answers_429(model):
     app = create_app({"tiny": model}, max_batch=1, max_queue=1)
-    gate = threading.Event()
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold():
+        holding.set()
+        gate.wait()
     with Server(app) as s, httpx.Client(base_url=s.url, timeout=30) as http:
-        held = threading.Thread(target=asyncio.run, args=(app.state.worker.call(gate.wait),))
+        held = threading.Thread(target=asyncio.run, args=(app.state.worker.call(hold),))
         held.start()                                       # the decoding thread waits: nothing leaves the queue
+        assert holding.wait(10)                            # ...from now on (not only once the thread runs)
         body = {"model": "tiny", "prompt": "abc", "max_tokens": 2}
         waiting = threading.Thread(target=http.post, args=("/v1/completions",), kwargs={"json": body})
         waiting.start()
