@@ -39,13 +39,14 @@ def tiny_model(seed: int = 0, vocab_size: int | None = None, tokenizer=None, sca
     return model.eval()
 
 
-def probe_model(seed: int = 0, **overrides) -> GPT:
-    """The inspect tests' model: the tiny preset over ALPHABET (no special tokens), weights
-    larger than GPT-2's init so that every part matters measurably."""
+def probe_model(seed: int = 0, tokenizer=None, **overrides) -> GPT:
+    """The inspect tests' model: the tiny preset over ALPHABET (no special tokens) or `tokenizer`,
+    weights larger than GPT-2's init so that every part matters measurably."""
     torch.manual_seed(seed)
-    config = GPTConfig.preset("tiny", **{"vocab_size": len(ALPHABET), "context_length": 64,
+    tokenizer = tokenizer if tokenizer is not None else char_tokenizer(ALPHABET, specials=())
+    config = GPTConfig.preset("tiny", **{"vocab_size": tokenizer.vocab_size, "context_length": 64,
                                          "d_model": 32, **overrides})
-    model = GPT(config, tokenizer=char_tokenizer(ALPHABET, specials=())).eval()
+    model = GPT(config, tokenizer=tokenizer).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:

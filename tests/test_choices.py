@@ -3,27 +3,19 @@ full text, its next-token log-probabilities summed over the option's tokens."""
 import math
 
 import pytest
-import torch
 
 from glassgpt.errors import GlassError
 from glassgpt.inspect import trace
 from glassgpt.inspect.choices import option_logprobs, score_choices
-from glassgpt.model import GPT, GPTConfig
 from glassgpt.tokenizer import Tokenizer
+from helpers import probe_model
 
 CORPUS = ("the answer is yes. the answer is no. is it yes or no? yes, yes and no. "
           "maybe the answer is maybe. a cat, a dog and a bird.\n") * 20
 
 
 def tiny(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, context_length=48, d_model=32)
-    model = GPT(config, tokenizer=tokenizer).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    return model
+    return probe_model(seed, tokenizer=tokenizer, context_length=48)
 
 
 @pytest.fixture(scope="module")

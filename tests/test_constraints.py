@@ -16,8 +16,8 @@ from glassgpt.generate import Session, generate, generate_batch, stream
 from glassgpt.generate.constraints import Choice, Grammar, Integer, JSONSchema, Regex, constraint_from_fields
 from glassgpt.generate.samplers import SamplerChain, SamplingParams
 from glassgpt.generate.token_masks import compile_constraint, token_masks
-from glassgpt.model import GPT, GPTConfig
 from glassgpt.tokenizer import Tokenizer
+from helpers import probe_model
 
 CORPUS = ("the answer is yes. the answer is no. 12 apples, 345 pears, 7 apples.\n"
           '{"a": 1, "name": "bob"} {"a": 23, "name": "al"} maybe -5 or 42?\n') * 25
@@ -25,14 +25,7 @@ PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=list(H
 
 
 def tiny(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, context_length=96, d_model=32)
-    model = GPT(config, tokenizer=tokenizer).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    return model
+    return probe_model(seed, tokenizer=tokenizer, context_length=96)
 
 
 @pytest.fixture(scope="module")

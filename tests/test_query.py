@@ -3,7 +3,6 @@ ends mid-token, scored holes equal to score_choices, what each constraint remove
 import math
 
 import pytest
-import torch
 
 from glassgpt.errors import GlassError
 from glassgpt.generate import generate
@@ -11,8 +10,8 @@ from glassgpt.generate.constraints import Choice, Integer, JSONSchema, Regex
 from glassgpt.generate.query import Distribution, Prefixed, Text, query
 from glassgpt.generate.token_masks import compile_constraint, token_masks
 from glassgpt.inspect.choices import score_choices
-from glassgpt.model import GPT, GPTConfig
 from glassgpt.tokenizer import Tokenizer
+from helpers import probe_model
 
 CORPUS = ("the answer is yes. the answer is no. 12 apples, 345 pears, 7 apples.\n"
           '{"a": 1, "name": "bob"} {"a": 23, "name": "al"} maybe -5 or 42?\n'
@@ -20,14 +19,7 @@ CORPUS = ("the answer is yes. the answer is no. 12 apples, 345 pears, 7 apples.\
 
 
 def tiny(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, context_length=128, d_model=32)
-    model = GPT(config, tokenizer=tokenizer).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.3)
-    return model
+    return probe_model(seed, tokenizer=tokenizer, context_length=128)
 
 
 @pytest.fixture(scope="module")
