@@ -1,7 +1,10 @@
 """Where one decode step spends its time: batch 1, one new token after a 64-token prompt,
 inside `fast_decode` (as `generate` runs it), greedy sampling through the sampler chain.
 
-    python -m benchmarks.profile_decode [--shape 6x384] [--threads 1] [--steps 64]
+    python -m benchmarks.profile_decode [--shape 6x384] [--threads 1] [--steps 64] [--model-forward]
+
+--model-forward profiles each step through the model's own forward (the engine before its
+op-by-op step), for the before/after.
 
 torch.profiler's self time of every ATen op, summed into the pipeline's parts:
 
@@ -29,7 +32,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import header, table
-from glassgpt.generate.fast import fast_decode
+from glassgpt.generate.fast import decode_logits, fast_decode
 from glassgpt.generate.samplers import SamplerChain, SamplingParams
 from glassgpt.model import GPT, GPTConfig
 
@@ -76,7 +79,7 @@ class Stepper:
         start = time.perf_counter()
         for _ in range(self.steps):
             token = self.chain.sample(logits, None, self.generator)                       # (1,)
-            logits = self.model(token[:, None], kv_cache=cache, last_only=True).logits[:, -1].float()
+            logits = decode_logits(self.model, token[:, None], cache).float()           # the engine's step
         return (time.perf_counter() - start) / self.steps
 
 
@@ -95,15 +98,19 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5, help="timed runs without the profiler (median)")
+    p.add_argument("--model-forward", action="store_true",
+                   help="every step through the model's forward (fast_decode(op_by_op=False)), for before/after")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     layers, d_model, heads = SHAPES[args.shape]
     header(f"decode step profile: {args.shape}, vocab 50257, batch 1, after a 64-token prompt, "
+           f"{'model forward' if args.model_forward else 'op-by-op step'}, "
            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
     model, tiny = build(layers, d_model, heads, 50257), build(layers, 64, 4, 64)
     real, small = Stepper(model, args.steps), Stepper(tiny, args.steps)
-    with torch.inference_mode(), fast_decode(model), fast_decode(tiny):
+    op_by_op = not args.model_forward
+    with torch.inference_mode(), fast_decode(model, op_by_op=op_by_op), fast_decode(tiny, op_by_op=op_by_op):
         real.run(), small.run()                                        # copies made, caches warm
         walls, tiny_walls = [], []
         for _ in range(args.repeats):                                   # interleaved: the load hits both alike

@@ -20,6 +20,14 @@ weights laid out for that:
   product is computed in that dtype and returned in the input's (about three significant
   digits of fp32). Several rows keep fp32.
 
+One new token per row (the decoding loop's step) runs `FastDecode.step`: the model's own
+forward written out op by op for that one case (same modules, same weights, same math),
+without what a general forward pays for on every token: module calls, probe points,
+masks and position tensors, the fused attention kernel's set-up for one query. A decode
+step of 6 x 384 is ~1,000 ATen calls through the model and ~150 here. It is used only
+where it computes what the model would (no probes, hooks or dropout active, no padding:
+otherwise the model runs), and it is tested equal to the model for every config.
+
 Longer inputs (prompts) take the plain product. A copy is made the second time its
 layout is asked for in a scope, so a product used once never pays for a copy; all copies
 are freed when the scope ends. Weights must not change inside a scope (so no staleness
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import weakref
 from typing import Iterator
 
@@ -70,19 +79,20 @@ def parse_decode_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def fast_decode(model: nn.Module, dtype: str | torch.dtype | None = None, copies: bool = True
-                ) -> Iterator["FastDecode"]:
+def fast_decode(model: nn.Module, dtype: str | torch.dtype | None = None, copies: bool = True,
+                op_by_op: bool = True) -> Iterator["FastDecode"]:
     """Route `model`'s linear products through fast weight layouts until the block ends.
 
     dtype: float16 / bfloat16 for half-size copies read by one-row products (None: exact fp32).
     copies: False decodes from the weights as they are (no memory beyond them; a `dtype`
-    still keeps its half-size copies). Inside a scope that is already active on the model,
-    the outer one's settings hold (its owner chose them)."""
+    still keeps its half-size copies). op_by_op: False runs every decoding step through the
+    model's forward instead of `FastDecode.step`. Inside a scope that is already active on
+    the model, the outer one's settings hold (its owner chose them)."""
     active = _scopes.get(model)
     if active is not None:
         yield active
         return
-    scope = FastDecode(model, parse_decode_dtype(dtype), bool(copies))
+    scope = FastDecode(model, parse_decode_dtype(dtype), bool(copies), bool(op_by_op))
     _scopes[model] = scope
     scope.install()
     try:
@@ -97,15 +107,26 @@ def active_scope(model: nn.Module) -> "FastDecode | None":
     return _scopes.get(model)
 
 
+def decode_logits(model: nn.Module, ids: torch.Tensor, kv_cache) -> torch.Tensor:
+    """The next-token logits (B, V) after feeding one token per row (ids (B, 1)) into
+    `kv_cache`: the active scope's op-by-op step where it applies, else the model."""
+    scope = _scopes.get(model)
+    logits = scope.step(ids, kv_cache) if scope is not None else None
+    if logits is None:
+        logits = model(ids, kv_cache=kv_cache, last_only=True).logits[:, -1]
+    return logits
+
+
 class FastDecode:
     """One scope: the settings, the copies made so far, and the linear layers it routes."""
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype | None, copies: bool):
-        self.model, self.dtype, self.copies_enabled = model, dtype, copies
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None, copies: bool, op_by_op: bool = True):
+        self.model, self.dtype, self.copies_enabled, self.op_by_op = model, dtype, copies, op_by_op
         self.onednn = torch.backends.mkldnn.is_available()   # cleared if oneDNN refuses a product
         self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
         self.copies: dict[tuple[int, str], tuple] = {}       # (layer id, kind) -> the copy
         self.asked: dict[tuple[int, str], int] = {}          # how often each layout was asked for
+        self.hooked: bool | None = None                       # hooks on the model (looked at once)
 
     def install(self) -> None:
         if not self.copies_enabled and self.dtype is None:
@@ -121,6 +142,65 @@ class FastDecode:
     @property
     def bytes_held(self) -> int:
         return sum(t.nbytes for copy in self.copies.values() for t in copy if t is not None)
+
+    # -- one decoding step, op by op ----------------------------------------------------------
+    def step(self, ids: torch.Tensor, cache) -> torch.Tensor | None:
+        """The model's forward for one new token per row (ids (B, 1)), continuing `cache`:
+        logits (B, V), or None where the model must run itself (probes, hooks, dropout, a
+        model that is not a glassgpt GPT)."""
+        model = self.model
+        if not self.op_by_op or not self.plain_forward() or ids.shape[1] != 1:
+            return None
+        config, B = model.config, ids.shape[0]
+        position = cache.length
+        if position + 1 > config.context_length:
+            return None                                                           # the model says why
+        x = F.embedding(ids[:, 0], model.embed.weight)                            # (B, C)
+        encoding = model.positional_encoding
+        if encoding is not None:                                                  # learned or sinusoidal
+            x = x + encoding(torch.tensor(position, device=ids.device))
+        positions = torch.tensor([position], device=ids.device)                   # (1,) for rope
+        for block in model.blocks:
+            if block.pre_norm:                          # x + attention(norm(x)); x + feed_forward(norm(x))
+                x = x + self.attend(block.attention, layer_norm(block.attn_norm, x), positions, cache)
+                x = x + self.feed_forward(block.feed_forward, layer_norm(block.ff_norm, x))
+            else:                                       # norm(x + attention(x)); norm(x + feed_forward(x))
+                x = layer_norm(block.attn_norm, x + self.attend(block.attention, x, positions, cache))
+                x = layer_norm(block.ff_norm, x + self.feed_forward(block.feed_forward, x))
+        cache.advance(1)
+        if isinstance(model.final_norm, nn.LayerNorm):
+            x = layer_norm(model.final_norm, x)
+        return self.linear(model.unembed, x)                                      # (B, V)
+
+    def attend(self, attention, x: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        """One query per row against the cache: (B, C) -> (B, C). The fused kernel's set-up
+        costs more than this whole product for one query, so it is written out."""
+        B, C = x.shape
+        H, hd = attention.n_head, attention.head_dim
+        q, k, v = self.linear(attention.qkv, x).view(B, 3, H, 1, hd).unbind(1)   # 3 x (B, H, 1, hd)
+        if attention.rotary is not None:
+            q, k = attention.rotary(q, positions), attention.rotary(k, positions)
+        keys, values = cache.update(attention.layer, k, v)                       # (B, H, S, hd)
+        scores = (q @ keys.transpose(-2, -1)) * (1.0 / math.sqrt(hd))            # (B, H, 1, S)
+        z = torch.softmax(scores, dim=-1) @ values                                # (B, H, 1, hd)
+        return self.linear(attention.proj, z.view(B, C))                          # heads side by side
+
+    def feed_forward(self, ff, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(ff.down, ff.activation(self.linear(ff.up, x)))        # (B, C) -> (B, C)
+
+    def plain_forward(self) -> bool:
+        """Whether the model's forward would compute exactly what `step` does: a GPT in
+        eval mode (or without dropout), nobody probing, no hooks on any of its modules."""
+        model = self.model
+        if getattr(model, "probes", True) is not None or not hasattr(model, "blocks"):
+            return False
+        if model.training and model.config.dropout > 0:
+            return False
+        if self.hooked is None:
+            self.hooked = bool(nn.modules.module._global_forward_hooks
+                               or nn.modules.module._global_forward_pre_hooks
+                               or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()))
+        return not self.hooked
 
     # -- the product -------------------------------------------------------------------------
     def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -208,6 +288,10 @@ class FastDecode:
                 return None
         self.copies[key] = copy
         return copy
+
+
+def layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 def split_by_outputs(w: torch.Tensor, threads: int) -> torch.Tensor:
