@@ -41,8 +41,8 @@ except ImportError:
     llama_cpp = None
 
 
-def decode_ours(model, prompt: list[int], n: int, dtype=None) -> list[int]:
-    with fast_decode(model, dtype=dtype):
+def decode_ours(model, prompt: list[int], n: int, dtype=None, op_by_op: bool = True) -> list[int]:
+    with fast_decode(model, dtype=dtype, op_by_op=op_by_op):
         return generate(model, prompt, max_new_tokens=n, temperature=0)[0].ids
 
 
@@ -111,6 +111,55 @@ def interleaved(runs: dict, rounds: int) -> tuple[dict, dict]:
     return {name: statistics.median(s) for name, s in seconds.items()}, outputs
 
 
+def measure(name: str, layers: int, d_model: int, heads: int, n: int, rounds: int, bandwidth: float) -> list:
+    """The table's rows for one shape."""
+    hf, ours = hf_gpt2_pair(layers, d_model, heads)
+    prompt = torch.randint(0, 50257, (64,), generator=torch.Generator().manual_seed(1)).tolist()
+    long_prompt = torch.randint(0, 50257, (512,), generator=torch.Generator().manual_seed(2)).tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        llms = llama_models(ours, Path(tmp)) if llama_cpp is not None else {}
+        runs = {"hf": lambda: decode_hf(hf, prompt, n),
+                "ours model forward": lambda: decode_ours(ours, prompt, n, op_by_op=False)}
+        for dtype in ("float32", "float16", "bfloat16"):
+            runs[f"ours {dtype}"] = lambda dtype=dtype: decode_ours(ours, prompt, n, dtype)
+            if dtype in llms:
+                runs[f"llama {dtype}"] = lambda llm=llms[dtype]: decode_llama(llm, prompt, n)
+        first = {"ours": lambda: decode_ours(ours, long_prompt, 1)}
+        if "float32" in llms:
+            first["llama"] = lambda: decode_llama(llms["float32"], long_prompt, 1)
+        decode_ours(ours, prompt, 4), decode_hf(hf, prompt, 4)                # warm up
+        for llm in llms.values():
+            decode_llama(llm, prompt, 4)
+        seconds, outputs = interleaved(runs, rounds)
+        first_seconds, _ = interleaved(first, max(rounds, 3))
+        for llm in llms.values():
+            llm.close()
+    reference, rows = outputs["ours float32"], []
+    fp32_mb = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
+    for dtype, bytes_per_weight in (("float32", 4), ("float16", 2), ("bfloat16", 2)):
+        tps = n / seconds[f"ours {dtype}"]
+        llama_tps = n / seconds[f"llama {dtype}"] if f"llama {dtype}" in seconds else None
+        same = [f"ours {agreement(outputs[f'ours {dtype}'], outputs['hf'])} as transformers fp32"]
+        if llama_tps:
+            same.append(f"llama.cpp {agreement(outputs[f'llama {dtype}'], reference)} as ours fp32")
+        rows.append((f"{name} {dtype} decode weights", tps, llama_tps, ratio(tps, llama_tps),
+                     n / seconds["hf"] if dtype == "float32" else None,
+                     ratio(tps, n / seconds["hf"]), "; ".join(same)))
+        if dtype == "float32":
+            forward = n / seconds["ours model forward"]
+            rows.append(("  float32, every step through the model's forward (op_by_op=False)", forward, llama_tps,
+                         ratio(forward, llama_tps), None, ratio(forward, n / seconds["hf"]),
+                         agreement(outputs["ours model forward"], reference) + " as ours fp32"))
+        mb = fp32_mb * bytes_per_weight / 4
+        rows.append((f"  {dtype}: ceiling = bandwidth / {mb:.0f} MB per token", bandwidth * 1e3 / mb,
+                     None, "", None, "", ""))
+    llama_first = first_seconds.get("llama")
+    rows.append((f"{name} time to first token, 512-token prompt (ms; ratio = llama.cpp / ours)",
+                 first_seconds["ours"] * 1e3, llama_first * 1e3 if llama_first else None,
+                 ratio(llama_first, first_seconds["ours"]) if llama_first else "n/a", None, "", ""))
+    return rows
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="bench_decode")
     p.add_argument("--quick", action="store_true", help="64 new tokens, one round, 6x384 only")
@@ -122,8 +171,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n, rounds = (64, 1) if args.quick else (args.new_tokens, args.rounds)
-    shapes = {k: v for k, v in SHAPES.items()
-              if (args.shapes is None and not (args.quick and v[0] > 6)) or (args.shapes and k.split()[-1] in args.shapes)}
+    wanted = args.shapes or (["6x384"] if args.quick else [k.split()[-1] for k in SHAPES])
+    shapes = {k: v for k, v in SHAPES.items() if k.split()[-1] in wanted}
     header(f"decode: batch 1, prompt 64, {n} new tokens, greedy, vocab 50257, {torch.get_num_threads()} threads "
            f"(tokens/s, median of {rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f})")
     if llama_cpp is None:
@@ -132,45 +181,7 @@ def main(argv=None) -> None:
     print(f"   memory read bandwidth {bandwidth:.1f} GB/s ({torch.get_num_threads()} threads)")
     rows = []
     for name, (layers, d_model, heads) in shapes.items():
-        hf, ours = hf_gpt2_pair(layers, d_model, heads)
-        prompt = torch.randint(0, 50257, (64,), generator=torch.Generator().manual_seed(1)).tolist()
-        long_prompt = torch.randint(0, 50257, (512,), generator=torch.Generator().manual_seed(2)).tolist()
-        with tempfile.TemporaryDirectory() as tmp:
-            llms = llama_models(ours, Path(tmp)) if llama_cpp is not None else {}
-            runs = {"hf": lambda: decode_hf(hf, prompt, n)}
-            for dtype in ("float32", "float16", "bfloat16"):
-                runs[f"ours {dtype}"] = lambda dtype=dtype: decode_ours(ours, prompt, n, dtype)
-                if dtype in llms:
-                    runs[f"llama {dtype}"] = lambda llm=llms[dtype]: decode_llama(llm, prompt, n)
-            first = {"ours": lambda: decode_ours(ours, long_prompt, 1)}
-            if "float32" in llms:
-                first["llama"] = lambda: decode_llama(llms["float32"], long_prompt, 1)
-            decode_ours(ours, prompt, 4), decode_hf(hf, prompt, 4)                # warm up
-            for llm in llms.values():
-                decode_llama(llm, prompt, 4)
-            seconds, outputs = interleaved(runs, rounds)
-            first_seconds, _ = interleaved(first, max(rounds, 3))
-            for llm in llms.values():
-                llm.close()
-        reference = outputs["ours float32"]
-        fp32_mb = sum(p.numel() * p.element_size() for p in ours.parameters()) / 1e6
-        for dtype, bytes_per_weight in (("float32", 4), ("float16", 2), ("bfloat16", 2)):
-            tps = n / seconds[f"ours {dtype}"]
-            llama_tps = n / seconds[f"llama {dtype}"] if f"llama {dtype}" in seconds else None
-            same = [f"ours {agreement(outputs[f'ours {dtype}'], outputs['hf'])} as transformers fp32"]
-            if llama_tps:
-                same.append(f"llama.cpp {agreement(outputs[f'llama {dtype}'], reference)} as ours fp32")
-            rows.append((f"{name} {dtype} decode weights", tps, llama_tps, ratio(tps, llama_tps),
-                         n / seconds["hf"] if dtype == "float32" else None,
-                         ratio(tps, n / seconds["hf"]), "; ".join(same)))
-            mb = fp32_mb * bytes_per_weight / 4
-            rows.append((f"  {dtype}: ceiling = bandwidth / {mb:.0f} MB per token", bandwidth * 1e3 / mb,
-                         None, "", None, "", ""))
-        llama_first = first_seconds.get("llama")
-        rows.append((f"{name} time to first token, 512-token prompt (ms; ratio = llama.cpp / ours)",
-                     first_seconds["ours"] * 1e3, llama_first * 1e3 if llama_first else None,
-                     ratio(llama_first, first_seconds["ours"]) if llama_first else "n/a", None, "", ""))
-        del hf, ours
+        rows += measure(name, layers, d_model, heads, n, rounds, bandwidth)
     table(rows, ("measure", "ours tok/s", "llama.cpp", "ours/llama.cpp", "transformers fp32", "ours/transformers",
                  "greedy tokens"))
 

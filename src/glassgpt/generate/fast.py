@@ -151,7 +151,7 @@ class FastDecode:
         model = self.model
         if not self.op_by_op or not self.plain_forward() or ids.shape[1] != 1:
             return None
-        config, B = model.config, ids.shape[0]
+        config = model.config
         position = cache.length
         if position + 1 > config.context_length:
             return None                                                           # the model says why
