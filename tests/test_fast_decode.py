@@ -10,7 +10,7 @@ from torch import nn
 import glassgpt.generate.fast as fast
 from glassgpt.errors import ConfigError, GlassError
 from glassgpt.generate import Session, generate, generate_batch
-from glassgpt.generate.fast import DECODE_ROWS, SPLIT_BYTES, active_scope, fast_decode
+from glassgpt.generate.fast import DECODE_ROWS, PROMPT_ROWS, SPLIT_BYTES, active_scope, fast_decode
 from glassgpt.model import GPT, GPTConfig
 
 
@@ -50,7 +50,7 @@ def test_the_model_is_plain_pytorch_and_importing_glassgpt_registers_no_optimize
 
 
 @pytest.mark.parametrize("shape", [(16, 48), (48, 16), (24, 24)])          # wide, narrow, square
-@pytest.mark.parametrize("rows", [1, 3, DECODE_ROWS, DECODE_ROWS + 1])
+@pytest.mark.parametrize("rows", [1, 3, DECODE_ROWS, DECODE_ROWS + 1, PROMPT_ROWS])
 def test_every_layout_equals_the_plain_product(shape, rows):
     torch.manual_seed(0)
     layer, x = nn.Linear(*shape), torch.randn(2, rows, shape[0])[:1]
@@ -59,7 +59,8 @@ def test_every_layout_equals_the_plain_product(shape, rows):
         for _ in range(3):                                                  # plain, then copies made and read
             torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
         made = scope.bytes_held
-    assert (made > 0) == (rows <= DECODE_ROWS and shape[1] > shape[0] or 1 < rows <= DECODE_ROWS)
+    onednn = torch.backends.mkldnn.is_available()
+    assert (made > 0) == (rows == 1 and shape[1] > shape[0] or rows > 1 and onednn)
     assert not routed(layer) and scope.bytes_held == 0                     # restored and freed on exit
 
 
@@ -111,7 +112,7 @@ def test_half_decode_weights_are_close_to_fp32_and_change_nothing_else(dtype, to
         assert scope.dtype == getattr(torch, dtype)
         half = cached_logits(model, x, prefill=12)
         with torch.no_grad():
-            assert torch.equal(model(x).logits, full)                    # a prompt: the plain fp32 product
+            torch.testing.assert_close(model(x).logits, full, atol=1e-5, rtol=1e-5)   # a prompt: fp32 products
     assert not torch.equal(half, exact)                                  # the copies were read
     torch.testing.assert_close(half, exact, atol=tolerance, rtol=0)
     assert torch.equal(half.argmax(-1), exact.argmax(-1))
