@@ -184,8 +184,11 @@ class FastDecode:
         if attention.rotary is not None:
             q, k = attention.rotary(q, positions), attention.rotary(k, positions)
         keys, values = cache.update(attention.layer, k, v)                       # (B, H, S, hd)
-        scores = (q @ keys.transpose(-2, -1)) * (1.0 / math.sqrt(hd))            # (B, H, 1, S)
-        z = torch.softmax(scores, dim=-1) @ values                                # (B, H, 1, hd)
+        S = keys.shape[2]
+        keys, values = keys.view(B * H, S, hd), values.view(B * H, S, hd)         # rows and heads as one batch
+        scores = torch.bmm(q.reshape(B * H, 1, hd), keys.transpose(1, 2))         # (B*H, 1, S)
+        pattern = torch.softmax(scores.mul_(1.0 / math.sqrt(hd)), dim=-1)
+        z = torch.bmm(pattern, values)                                            # (B*H, 1, hd)
         return self.linear(attention.proj, z.view(B, C))                          # heads side by side
 
     def feed_forward(self, ff, x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +248,9 @@ class FastDecode:
             copy = self.copy(layer, "transposed")
             if copy is None:
                 return None
-            out = x @ copy[0]                                                     # (1, in) @ (in, out)
+            if layer.bias is None:
+                return torch.mm(x, copy[0])                                       # (1, in) @ (in, out)
+            return torch.addmm(layer.bias, x, copy[0])                            # bias + x @ W^T, one op
         else:
             out = (layer.weight @ x.t()).t()                                      # (out, in) @ (in, 1)
         return out if layer.bias is None else out + layer.bias
