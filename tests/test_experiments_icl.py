@@ -265,7 +265,10 @@ def test_the_whole_pipeline_on_a_tiny_model(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["pretraining_fit"]["mixture"] <= results["pretraining_fit"]["model"]
     assert {"accuracy", "lengths", "attention"} <= set(results["figures"])
-    assert "head_role_scores" in (out / "report.md").read_text()
+    assert "glassgpt.inspect.head_roles" in (out / "report.md").read_text()
+    roles = results["head_roles"]
+    assert set(roles["scores"]) >= {"induction", "previous_token"}
+    assert all(0 <= v <= 1 for per_layer in roles["scores"]["induction"] for v in per_layer)
     assert main(args) == 0                                          # resumes: nothing new
     assert len((out / "samples.jsonl").read_text().splitlines()) == len(samples)
     assert main(["experiment", "icl", "patterns", str(run), "--instances", "1", "--seeds", "1",

@@ -217,7 +217,8 @@ def test_weights_from_another_model_are_refused(tmp_path):
     run = save(tiny(), tmp_path / "run")
     save(tiny(tie_embeddings=False), tmp_path / "other")
     (run / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
-    with pytest.raises(CheckpointError, match="does not match config.json"):
+    with pytest.raises(CheckpointError, match="config.json: tie_embeddings is True but the weights were trained "
+                                              "with False: set it back to False"):
         load(run)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from glassgpt.cli import main
 from glassgpt.model import load
-from glassgpt.train.state import load_train_state
+from glassgpt.train.state import current_checkpoint, load_train_state
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = ["--preset", "tiny", "--context-length", "16", "--d-model", "32", "--n-layer", "1", "--batch-size", "4",
@@ -89,11 +89,12 @@ def test_resume_with_corrupt_weights_keeps_the_files(prepared, tmp_path, capsys,
     run = tmp_path / "run"
     cli = lambda *args: in_process(*args, cwd=prepared, capsys=capsys, monkeypatch=monkeypatch)  # noqa: E731
     assert cli("train", "data", "-o", run, *TINY, "--max-iters", "2").returncode == 0
-    weights = run / "model.safetensors"
+    checkpoint = current_checkpoint(run)
+    weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:64])
-    state = (run / "train_state.pt").read_bytes()
+    state = (checkpoint / "train_state.pt").read_bytes()
     one_line_error(cli("train", "--resume", run), "corrupt or truncated")
-    assert (run / "train_state.pt").read_bytes() == state and len(weights.read_bytes()) == 64
+    assert (checkpoint / "train_state.pt").read_bytes() == state and len(weights.read_bytes()) == 64
 
 
 def test_training_into_an_existing_run_is_refused(prepared, tmp_path, capsys, monkeypatch):

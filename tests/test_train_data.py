@@ -112,7 +112,8 @@ def test_prepare_writes_token_files_with_documents_separated_by_eot(tmp_path):
     assert ids == tok.encode("abcabc" * 20) + [tok.eot_id] + tok.encode("cab" * 20) + [tok.eot_id]
     assert meta["dtype"] == "uint16" and meta["train_tokens"] == len(train) and meta["val_tokens"] == len(val)
     assert len(val) == int(len(ids) * 0.25)
-    assert meta["tokenizer"] == {"kind": "char", "vocab_size": tok.vocab_size, "eot_id": tok.eot_id}
+    assert meta["tokenizer"] == {"kind": "char", "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
+                                 "fingerprint": tok.fingerprint()}
     assert json.loads((tmp_path / "data" / "meta.json").read_text()) == meta
 
 

@@ -14,7 +14,7 @@ from glassgpt.train import TrainConfig, prepare, train
 from glassgpt.train import data as data_module
 from glassgpt.train import state as state_module
 from glassgpt.train.loop import make_optimizer
-from glassgpt.train.state import load_train_state, read_log
+from glassgpt.train.state import current_checkpoint, load_train_state, read_log
 
 TEXT = "".join(f"{w} the {v} of the {n}.\n" for w, v, n in itertools.product(
     ("Shall I compare", "Now is", "To be is"), ("winter", "summer", "season", "question"),
@@ -29,7 +29,7 @@ def tiny(**overrides) -> GPTConfig:
 
 def quick(**overrides) -> TrainConfig:
     return TrainConfig(**{**dict(batch_size=4, max_iters=12, eval_interval=4, eval_iters=2, log_interval=1,
-                                 warmup_iters=2, lr=3e-3, seed=7, device="cpu"), **overrides})
+                                 warmup_iters=2, lr=3e-3, seed=7, device="cpu", precision="fp32"), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +99,14 @@ def test_a_run_is_a_loadable_checkpoint_with_log_plot_and_best(data_dir, tmp_pat
     result = train(data_dir, tmp_path / "run", tiny(), quick(), progress=False)
     run = tmp_path / "run"
     assert result.step == 12 and result.val_loss is not None and result.best_val_loss <= result.val_loss
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_state.pt", "train_config.json",
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "checkpoint.json", "train_config.json",
                  "log.jsonl", "loss.png", "best/model.safetensors", "best/config.json", "best/tokenizer.json"):
         assert (run / name).is_file(), name
+    checkpoint = current_checkpoint(run)                   # the one resumable set, and nothing else
+    assert [p.name for p in (run / "checkpoints").iterdir()] == [checkpoint.name]
+    assert {p.name for p in checkpoint.iterdir()} == {"config.json", "model.safetensors", "tokenizer.json",
+                                                      "train_state.pt"}
+    assert (run / "model.safetensors").stat().st_ino == (checkpoint / "model.safetensors").stat().st_ino
     assert Image.open(run / "loss.png").size[0] > 300
     records = read_log(run)
     assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 13))
@@ -124,7 +129,7 @@ def test_same_seed_same_losses_other_seed_other_losses(data_dir, tmp_path):
 
 
 def test_ctrl_c_saves_and_resume_matches_an_uninterrupted_run_bit_for_bit(data_dir, tmp_path, monkeypatch):
-    config, settings = tiny(dropout=0.1), quick(grad_accum=2)
+    config, settings = tiny(dropout=0.1), quick(grad_accum=2, prefetch=False)   # draws counted below
     whole = train(data_dir, tmp_path / "whole", config, settings, progress=False)
 
     draws = {"n": 0}
@@ -158,7 +163,7 @@ def test_resume_can_extend_a_finished_run(data_dir, tmp_path):
 def test_a_time_budget_ends_the_run(data_dir, tmp_path):
     result = train(data_dir, tmp_path / "run", tiny(), quick(max_iters=None, max_seconds=0.5, eval_interval=10**6),
                    progress=False)
-    assert result.step >= 1 and result.elapsed >= 0.5 and (tmp_path / "run" / "train_state.pt").is_file()
+    assert result.step >= 1 and result.elapsed >= 0.5 and load_train_state(tmp_path / "run")["step"] == result.step
 
 
 # -- crashes and bad input ------------------------------------------------------------------------
@@ -178,10 +183,11 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_loadable(data_dir, 
         state_module.save_checkpoint(run, result.model, {"step": 5})
     assert (run / "model.safetensors").read_bytes() == before
     assert load_train_state(run)["step"] == 4 and load(run).config == result.model.config
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert len(list((run / "checkpoints").iterdir())) == 1          # the half-written set is gone
 
 
-def test_resume_rejects_weights_and_state_from_different_steps(data_dir, tmp_path, monkeypatch):
+def test_weights_of_one_step_never_meet_the_state_of_another(data_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     result = train(data_dir, run, tiny(), quick(max_iters=4), progress=False)
 
@@ -190,15 +196,25 @@ def test_resume_rejects_weights_and_state_from_different_steps(data_dir, tmp_pat
     monkeypatch.setattr(state_module.torch, "save", crash)     # weights of step 5 written, state not
     with pytest.raises(OSError):
         state_module.save_checkpoint(run, result.model, {"step": 5})
-    with pytest.raises(CheckpointError, match="step 5 but train_state.pt from step 4"):
+    monkeypatch.undo()
+    assert load_train_state(run)["step"] == 4                  # the set of step 4 is still the current one
+    checkpoint = current_checkpoint(run)                       # a set whose files disagree is refused
+    torch.save({**load_train_state(run), "step": 3}, checkpoint / "train_state.pt")
+    with pytest.raises(CheckpointError, match="step 4 but train_state.pt from step 3.*--init-from"):
         train(None, run, resume=True, progress=False)
 
 
+def in_set(run, name):
+    return current_checkpoint(run) / name
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:100]),
+    (lambda run: in_set(run, "model.safetensors").write_bytes(in_set(run, "model.safetensors").read_bytes()[:100]),
      "corrupt or truncated"),
-    (lambda run: (run / "train_state.pt").write_bytes(b"not a checkpoint"), "train_state.pt is corrupt"),
-    (lambda run: (run / "train_state.pt").unlink(), "not a resumable run"),
+    (lambda run: in_set(run, "train_state.pt").write_bytes(b"not a checkpoint"), "train_state.pt is corrupt"),
+    (lambda run: in_set(run, "train_state.pt").unlink(), "incomplete .no train_state.pt.*--init-from"),
+    (lambda run: (run / "checkpoint.json").unlink(), "no resumable checkpoint.*--init-from"),
+    (lambda run: (run / "checkpoint.json").write_text("{"), "checkpoint.json is unreadable"),
     (lambda run: (run / "train_config.json").unlink(), "not a training run"),
 ])
 def test_resuming_a_damaged_run_is_a_one_line_error(data_dir, tmp_path, damage, message):

@@ -16,6 +16,14 @@ _LAZY = {
     "KVCache": ("glassgpt.model", "KVCache"),
     "load": ("glassgpt.model", "load"),
     "save": ("glassgpt.model", "save"),
+    # constrained and templated generation
+    "Choice": ("glassgpt.generate.constraints", "Choice"),
+    "Regex": ("glassgpt.generate.constraints", "Regex"),
+    "Integer": ("glassgpt.generate.constraints", "Integer"),
+    "JSONSchema": ("glassgpt.generate.constraints", "JSONSchema"),
+    "Grammar": ("glassgpt.generate.constraints", "Grammar"),
+    "score_choices": ("glassgpt.inspect.choices", "score_choices"),
+    "query": ("glassgpt.generate.query", "query"),
 }
 
 __all__ = ["GlassError", *_LAZY]

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .errors import GlassError
+from .fileio import atomic_write_text
 from .generate import generate
 from .inspect.render import trace_report, use_color
 from .model import GPTConfig, load
@@ -45,7 +46,7 @@ def run_demo(out_dir: str | Path = "runs/demo", seconds: float = 150.0, corpus: 
     train(out_dir / "data", out_dir, model_config,
           TrainConfig(max_seconds=seconds, max_iters=None, batch_size=16, lr=2e-3, min_lr=2e-4,
                       warmup_iters=50, eval_interval=200, seed=seed))
-    (out_dir / DEMO_MARKER).write_text(json.dumps({"corpus": name, "seconds": seconds}))
+    atomic_write_text(out_dir / DEMO_MARKER, json.dumps({"corpus": name, "seconds": seconds}))
     model = load(out_dir)
     prompt = PROMPTS[name]
     say(f"\n[3/5] samples from {prompt!r}, {sample_tokens} tokens each")

@@ -16,3 +16,15 @@ class ConfigError(GlassError, ValueError):
 
 class CheckpointError(GlassError):
     """A run directory that is missing, incomplete or corrupt."""
+
+
+class FileError(GlassError):
+    """A file or directory that cannot be read or written: full disk, permissions, a read-only mount."""
+
+
+class DivergedError(GlassError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+class LockedError(GlassError):
+    """Another process is using this directory."""

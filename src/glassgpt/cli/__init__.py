@@ -21,9 +21,14 @@ COMMANDS = [
     "generate",
     "play",
     "inspect",
+    "view",
     "ablate",
+    "patch",
+    "attribute",
+    "heads",
     "experiment",
     "export",
+    "serve",
 ]
 
 
@@ -52,3 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:                # a file-system failure no command turned into a GlassError
+        from ..fileio import file_error
+        print(f"error: {file_error(e, e.filename or 'a file', 'use')}", file=sys.stderr)
+        return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, check_writable
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,9 @@ def run(args) -> int:
     for name in ("batches", "batch_size", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise GlassError(f"--{name.replace('_', '-')} must be at least 1")
+    check_writable(args.out or args.run / "ablation")           # before the long study, not after
+    if args.json:
+        check_writable(Path(args.json).parent)
     tokens = load_validation(find_data_dir(args.run, args.data))
     model = load(args.run, device=pick_device(args.device), tokenizer=args.samples > 0)
     study = ablation_study(model, tokens, batches=args.batches, batch_size=args.batch_size,

@@ -24,8 +24,51 @@ def register(subparsers) -> None:
     p.add_argument("--draft", metavar="RUN", help="speculative decoding with this small model (same tokenizer) "
                    "proposing tokens; the output distribution stays the run's own")
     p.add_argument("--draft-tokens", type=int, default=4, metavar="K", help="tokens the draft proposes at a time")
+    add_constraint_arguments(p)
     add_model_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_constraint_arguments(p) -> None:
+    """--choice / --regex / --integer / --json-schema / --grammar: what the text must look like."""
+    g = p.add_argument_group("constraints (one at a time; each step samples among the tokens it allows, "
+                             "--logprobs N shows the probability each step removed)")
+    one = g.add_mutually_exclusive_group()
+    one.add_argument("--choice", nargs="+", metavar="TEXT", help="the continuation is exactly one of these")
+    one.add_argument("--regex", metavar="R", help="the continuation matches this regular expression (Rust syntax)")
+    one.add_argument("--integer", action="store_true", help="the continuation is a whole number (--min/--max)")
+    one.add_argument("--json-schema", metavar="FILE", help="the continuation is JSON valid against this schema")
+    one.add_argument("--grammar", metavar="FILE", help="the continuation is in this Lark or GBNF grammar")
+    g.add_argument("--min", type=int, help="with --integer: the smallest number allowed")
+    g.add_argument("--max", type=int, help="with --integer: the largest number allowed")
+
+
+def constraint_from_args(args):
+    """The constraint the flags ask for, or None."""
+    from pathlib import Path
+
+    from ..generate.constraints import Choice, Grammar, Integer, JSONSchema, Regex
+
+    if (args.min is not None or args.max is not None) and not args.integer:
+        raise GlassError("--min and --max go with --integer")
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise GlassError(f"cannot read {path}: {e.strerror or e}") from None
+
+    if args.choice:
+        return Choice(args.choice)
+    if args.regex is not None:
+        return Regex(args.regex)
+    if args.integer:
+        return Integer(min=args.min, max=args.max)
+    if args.json_schema:
+        return JSONSchema(read(args.json_schema))
+    if args.grammar:
+        return Grammar(read(args.grammar))
+    return None
 
 
 def add_sampling_arguments(p, names=None) -> None:
@@ -90,6 +133,9 @@ def run(args) -> int:
     prompt = start_prompt(args.prompt, model.tokenizer)
     params = sampling_params(args)
     options = {}
+    constraint = constraint_from_args(args)
+    if constraint is not None:
+        options["constraint"] = constraint
     if args.draft:
         from ..model import load
 
@@ -100,7 +146,7 @@ def run(args) -> int:
 
 def write_samples(model, prompt, params: SamplingParams, options: dict, args) -> int:
     from ..generate import generate, stream
-    from ..generate.display import logprob_table
+    from ..generate.display import constraint_table, logprob_table
 
     out = sys.stdout
     if params.num_samples == 1:
@@ -116,12 +162,16 @@ def write_samples(model, prompt, params: SamplingParams, options: dict, args) ->
         out.write("\n")
         if params.logprobs is not None:
             out.write(logprob_table([r for r in records[:n] if r is not None]) + "\n")
+            if options.get("constraint") is not None:
+                out.write(constraint_table([r for r in records[:n] if r is not None]) + "\n")
         print(f"[{n} tokens, stopped: {finish or 'length'}]", file=sys.stderr)
         return 0
     for i, g in enumerate(generate(model, prompt, params, **options)):
         out.write(f"--- sample {i + 1} ({g.finish_reason}) ---\n{args.prompt}{g.text}\n")
         if params.logprobs is not None:
             out.write(logprob_table(g.logprobs) + "\n")
+            if options.get("constraint") is not None:
+                out.write(constraint_table(g.logprobs) + "\n")
     stats = g.stats
     print(f"[{stats.new_tokens} tokens in {stats.seconds:.2f}s, {stats.tokens_per_second:.1f} tokens/s]",
           file=sys.stderr)

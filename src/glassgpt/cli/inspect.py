@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--baseline", type=int, metavar="ID",
                    help="with --attribute: replace tokens by this id instead of removing them")
     p.add_argument("--json", type=Path, metavar="FILE", help="write everything machine-readable to FILE")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the glass page of this text (tokens, pipeline, attention, output, logit lens) "
+                        "as one self-contained HTML file that opens without a server")
     p.add_argument("-o", "--out", type=Path, default=Path("."), help="directory for PNGs (default: .)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     p.set_defaults(func=run)
@@ -72,6 +75,10 @@ def run(args) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(json_safe(report)))
         print(f"wrote {args.json}")
+    if args.html:
+        from ..inspect.page_data import export_html
+        atomic_write_text(args.html, export_html(args.run.resolve().name, model, args.text))
+        print(f"wrote {args.html} (open it in a browser)")
     return 0
 
 

@@ -21,6 +21,9 @@ HELP = """\
   /rewind N  take back the last N tokens
   /temp T    set the temperature (0 = greedy)
   /top [N]   show the N most likely next tokens (default 10)
+  /choice A | B | C   constrain the next chunk to one of these (also /regex R,
+             /integer [MIN MAX], /json FILE); each token shows the mass it removed
+  /free      drop the constraint
   /undo      undo the last change
   /show      print the whole context
   /help      this list
@@ -53,6 +56,7 @@ class PlayLoop:
 
     def __init__(self, session, chunk: int, stdin, stdout):
         self.session, self.chunk, self.stdin, self.out = session, chunk, stdin, stdout
+        self.constraint = None
         self.interactive = stdin.isatty()
 
     def say(self, text: str = "") -> None:
@@ -78,9 +82,20 @@ class PlayLoop:
         s = self.session
         command, _, argument = line.partition(" ")
         if not line:
-            g = s.generate(self.chunk)
+            if self.constraint is not None:
+                from ..generate.display import constraint_table
+                g = s.generate(self.chunk, constraint=self.constraint, logprobs=3)
+                self.say(constraint_table(g.logprobs))
+            else:
+                g = s.generate(self.chunk)
             self.say(f"{g.text}   [{len(g.ids)} tokens, {g.finish_reason}; "
                      f"reused {s.reused} cached positions, computed {s.computed}]")
+        elif command in ("/choice", "/regex", "/integer", "/json"):
+            self.constraint = parse_constraint(command, argument)
+            self.say(f"constraint: {self.constraint!r} (Enter generates under it; /free drops it)")
+        elif command == "/free":
+            self.constraint = None
+            self.say("no constraint")
         elif command == "/quit":
             return "quit"
         elif command == "/help":
@@ -108,6 +123,30 @@ class PlayLoop:
             s.append(unescape(line))
             self.say(f"[{len(s)} tokens]")
         return None
+
+
+def parse_constraint(command: str, argument: str):
+    """`/choice A | B`, `/regex R`, `/integer [MIN MAX]`, `/json FILE` -> a constraint."""
+    from pathlib import Path
+
+    from ..generate.constraints import Choice, Integer, JSONSchema, Regex
+
+    if command == "/choice":
+        options = [unescape(o.strip()) for o in argument.split("|") if o.strip()]
+        return Choice(options)
+    if command == "/regex":
+        if not argument:
+            raise GlassError("usage: /regex R")
+        return Regex(argument)
+    if command == "/integer":
+        bounds = argument.split()
+        if len(bounds) not in (0, 2):
+            raise GlassError("usage: /integer [MIN MAX]")
+        return Integer(*(number(b, int, "/integer [MIN MAX]") for b in bounds))
+    try:
+        return JSONSchema(Path(argument).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise GlassError(f"cannot read {argument!r}: {e.strerror or e}") from None
 
 
 def number(text: str, kind, usage: str):

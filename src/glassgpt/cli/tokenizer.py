@@ -75,8 +75,12 @@ def register(subparsers) -> None:
 
 
 def run_train(args) -> None:
+    from ..fileio import check_writable
     from ..tokenizer import Tokenizer
 
+    if Path(args.output).is_dir():
+        raise GlassError(f"-o {args.output} is a directory: give a file name such as {Path(args.output) / 'tok.json'}")
+    check_writable(Path(args.output).parent)          # before the training, not after
     texts = [_read(path) for path in args.files]
     if args.char:
         tok = Tokenizer.chars("".join(texts), special_tokens=args.special or ())

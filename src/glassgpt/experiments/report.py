@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import GlassError
-from ..fileio import atomic_write_text
+from ..fileio import append_line, atomic_write_text, check_writable
 from ..jsonsafe import json_safe
 
 
@@ -27,7 +27,7 @@ class ReportDir:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise GlassError(f"{self.path} is a file: give a directory for the report with -o")
-        self.path.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path)
         self.settings = json.loads(json.dumps(settings))        # plain JSON types, for comparing
         self.samples_file = self.path / "samples.jsonl"
         settings_file = self.path / "settings.json"
@@ -59,10 +59,7 @@ class ReportDir:
         return None
 
     def append(self, record: dict) -> None:
-        with open(self.samples_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.samples_file, json.dumps(record), sync=True)
         self.samples.append(record)
 
     def write_results(self, results: dict) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import GlassError
+from ..fileio import save_figure
 from .completer import Completer
 from .metrics import distinct_n, sample_metrics, spearman
 from .report import ReportDir, md_table
@@ -126,7 +127,7 @@ def plot_mechanism(mech: dict, path: Path) -> None:
         ax.set_xticks(x, labels, rotation=60, fontsize=8, family="monospace")
     fig.suptitle(f"next token after {mech['prompt']!r}: same order, sharper or flatter", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 # -- 2. the consequence ------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def plot_consequences(results: dict, path: Path) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"{results['completer']}: sample statistics against temperature", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 # -- the report ----------------------------------------------------------------------------------

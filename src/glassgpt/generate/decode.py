@@ -29,14 +29,16 @@ from ..model.inputs import crop_to_context, to_ids
 from .fast import decode_logits, fast_decode
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
-from .samplers import SamplerChain, SamplingParams
+from .samplers import SamplerChain, SamplingParams, draw, greedy
 from .text import IncrementalText
+from .token_masks import (CompiledConstraint, compile_constraint, constrained_logits, constrained_probabilities,
+                          constraint_steps, token_masks)
 
 
 # -- the public entry points -------------------------------------------------------------
 def generate(model: GPT, prompt, params: SamplingParams | None = None, *, tokenizer=None,
              draft: GPT | None = None, draft_tokens: int = 4, prompt_cache: PromptCache | None = None,
-             **settings) -> list[Generation]:
+             constraint=None, **settings) -> list[Generation]:
     """Sample `num_samples` continuations of `prompt` (text, or a list of token ids).
 
     Settings: a `SamplingParams` and/or its fields as keywords (temperature=0.8, top_p=0.95,
@@ -45,9 +47,14 @@ def generate(model: GPT, prompt, params: SamplingParams | None = None, *, tokeni
     same settings -> same text. draft: a small model with the same vocabulary for
     speculative decoding (proposes `draft_tokens` at a time; same output distribution).
     prompt_cache: a `PromptCache` to reuse the keys/values of earlier prompts' prefixes.
+    constraint: a `Choice`, `Regex`, `Integer`, `JSONSchema` or `Grammar` the continuation
+    must satisfy (see `constraints`): each step samples from the chain's distribution
+    renormalised over the tokens the constraint allows; logprobs records show what it removed.
     Returns one `Generation` per sample.
     """
-    request = Request.build(model, [prompt], SamplingParams.of(params, **settings), tokenizer)
+    if draft is not None and constraint is not None:
+        raise GlassError("speculative decoding (draft=...) does not take a constraint: leave one of them out")
+    request = Request.build(model, [prompt], SamplingParams.of(params, **settings), tokenizer, constraint)
     if draft is not None:
         from .speculative import SpeculativeDecoder
         return SpeculativeDecoder(model, draft, draft_tokens, request, prompt_cache).generate_all()
@@ -58,7 +65,7 @@ def generate(model: GPT, prompt, params: SamplingParams | None = None, *, tokeni
 
 
 def generate_batch(model: GPT, prompts: list, params: SamplingParams | None = None, *, tokenizer=None,
-                   **settings) -> list[Generation]:
+                   constraint=None, **settings) -> list[Generation]:
     """Generate for several prompts (text or ids, any lengths) in one forward per step.
 
     Takes the settings of `generate`; returns the samples prompt by prompt (num_samples per prompt)."""
@@ -68,7 +75,8 @@ def generate_batch(model: GPT, prompts: list, params: SamplingParams | None = No
         if settings.get(unsupported) is not None:
             raise GlassError(f"generate_batch does not take {unsupported}: use generate for one prompt")
         settings.pop(unsupported, None)
-    engine = Engine(model, Request.build(model, list(prompts), SamplingParams.of(params, **settings), tokenizer))
+    engine = Engine(model, Request.build(model, list(prompts), SamplingParams.of(params, **settings), tokenizer,
+                                         constraint))
     for _ in engine.run():
         pass
     return engine.generations()
@@ -76,7 +84,7 @@ def generate_batch(model: GPT, prompts: list, params: SamplingParams | None = No
 
 def stream(model: GPT, prompt, params: SamplingParams | None = None, *, tokenizer=None,
            draft: GPT | None = None, draft_tokens: int = 4, prompt_cache: PromptCache | None = None,
-           **settings) -> Iterator[TokenEvent]:
+           constraint=None, **settings) -> Iterator[TokenEvent]:
     """Yield one `TokenEvent` per token as it is produced (one sample; settings as `generate`).
 
     The last event carries `finish_reason`; when that is "eot" its token is the
@@ -84,7 +92,9 @@ def stream(model: GPT, prompt, params: SamplingParams | None = None, *, tokenize
     params = SamplingParams.of(params, **settings)
     if params.num_samples != 1:
         raise GlassError("stream produces one sample: use generate(..., num_samples=n) for several")
-    request = Request.build(model, [prompt], params, tokenizer)      # validate now, not on the first next()
+    if draft is not None and constraint is not None:
+        raise GlassError("speculative decoding (draft=...) does not take a constraint: leave one of them out")
+    request = Request.build(model, [prompt], params, tokenizer, constraint)   # validate now, not on the first next()
     if draft is not None:
         from .speculative import SpeculativeDecoder
         decoder = SpeculativeDecoder(model, draft, draft_tokens, request, prompt_cache)
@@ -101,9 +111,11 @@ class Request:
     tokenizer: object
     eot_id: int | None
     generator: torch.Generator
+    constraint: CompiledConstraint | None = None   # every row's text must satisfy it
 
     @classmethod
-    def build(cls, model: GPT, prompts: list, params: SamplingParams, tokenizer=None) -> "Request":
+    def build(cls, model: GPT, prompts: list, params: SamplingParams, tokenizer=None,
+              constraint=None) -> "Request":
         params.validate(model.config.vocab_size)
         tokenizer = tokenizer if tokenizer is not None else model.tokenizer
         if params.stop and tokenizer is None:
@@ -116,9 +128,10 @@ class Request:
             generator.seed()
         else:
             generator.manual_seed(params.seed)
+        compiled = None if constraint is None else compile_constraint(constraint, tokenizer, model.config.vocab_size)
         return cls([p for p in ids for _ in range(params.num_samples)], params,
                    SamplerChain(params, model.config.vocab_size, model.device), tokenizer,
-                   getattr(tokenizer, "eot_id", None), generator)
+                   getattr(tokenizer, "eot_id", None), generator, compiled)
 
     @property
     def max_new_tokens(self) -> int:
@@ -141,6 +154,8 @@ class Row:
         self.logprobs: list[TokenLogprob] | None = [] if request.logprobs is not None else None
         self.text = IncrementalText(request.tokenizer, request.stops)
         self.finish_reason: str | None = None
+        self.constraint = (request.constraint.new_state(request.max_new_tokens)
+                           if request.constraint is not None else None)
 
     @property
     def done(self) -> bool:
@@ -156,10 +171,14 @@ class Row:
             if record is not None:
                 self.logprobs.append(record)
             self.text.add(token)
+            if self.constraint is not None:
+                self.constraint.advance(token)
             if self.text.stopped:
                 self.finish_reason = "stop"
-            elif len(self.ids) >= self.request.max_new_tokens:
-                self.finish_reason = "length"
+            elif self.constraint is not None and self.constraint.complete:
+                self.finish_reason = "constraint"      # complete: nothing more may follow
+            elif len(self.ids) >= self.request.max_new_tokens or (self.constraint and self.constraint.finished):
+                self.finish_reason = "length"          # (or the constraint's own max_tokens/max_chars)
         if self.done:
             self.text.flush()
         return TokenEvent(token, self.text.release(final=self.done), index, record, self.finish_reason)
@@ -170,23 +189,47 @@ class Row:
 
 
 def logprob_records(chain: SamplerChain, logits: torch.Tensor, counts: torch.Tensor | None,
-                    tokens: torch.Tensor, n: int, tokenizer) -> list[TokenLogprob]:
+                    tokens: torch.Tensor, n: int, tokenizer, rank_by: str = "raw",
+                    constrained: torch.Tensor | None = None, allowed: torch.Tensor | None = None) -> list[TokenLogprob]:
     """For each row: the chosen token's log-probability before/after the chain, entropies,
-    and the n most likely alternatives (logits (B, V), tokens (B,))."""
+    and the n most likely alternatives (logits (B, V), tokens (B,)), most likely under the
+    model (rank_by="raw") or under the distribution sampled from ("processed"). With a
+    constraint, `constrained` (B, V) is the distribution actually drawn from and `allowed`
+    (B, V) the tokens it allowed: "after" means after the chain and the constraint."""
     logp = torch.log_softmax(logits, dim=-1)                                     # (B, V)
-    after = chain.probabilities(logits, counts)                                  # (B, V)
+    after = chain.probabilities(logits, counts) if constrained is None else constrained   # (B, V)
     entropy = -(logp.exp() * logp).sum(-1)
     entropy_after = -torch.special.xlogy(after, after).sum(-1)
-    top = logp.topk(min(n, logp.shape[-1]), dim=-1)
+    top = (logp if rank_by == "raw" else after).topk(min(n, logp.shape[-1]), dim=-1)
     name = (lambda i: tokenizer.id_to_str(i)) if tokenizer is not None else (lambda i: "")
     records = []
     for b, token in enumerate(tokens.tolist()):
-        alternatives = [Alternative(i, name(i), float(lp.exp()), float(after[b, i]))
-                        for i, lp in zip(top.indices[b].tolist(), top.values[b])]
+        alternatives = [Alternative(i, name(i), float(logp[b, i].exp()), float(after[b, i]))
+                        for i in top.indices[b].tolist()]
         records.append(TokenLogprob(token, name(token), float(logp[b, token]),
                                     float(after[b, token].log()), float(entropy[b]),
                                     float(entropy_after[b]), alternatives))
+    if allowed is not None:
+        for b, (record, step) in enumerate(zip(records, constraint_steps(chain, logits, counts, after, allowed,
+                                                                          n, name))):
+            record.constraint = step
+            for alternative in record.top:
+                alternative.allowed = bool(allowed[b, alternative.id])
     return records
+
+
+def constrained_sample(request: Request, logits: torch.Tensor, counts: torch.Tensor | None,
+                       states: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One token per row (logits (B, V)) from the chain's distribution renormalised over the
+    tokens each row's constraint state allows (None: a finished row, anything goes).
+    Returns the tokens (B,), the masked logits and the allowed set (B, V)."""
+    allowed = token_masks(states, logits.shape[-1]).to(logits.device)           # (B, V)
+    for state, row_allowed in zip(states, allowed):
+        if state is not None and not bool(row_allowed.any()):
+            raise state.nothing_allowed()
+    masked, _ = constrained_logits(request.chain, logits, counts, allowed)      # (B, V)
+    tokens = greedy(masked) if request.params.is_greedy else draw(masked, request.generator)
+    return tokens, masked, allowed
 
 
 def token_counts(rows: list[list[int]], vocab_size: int, device) -> torch.Tensor:
@@ -225,9 +268,12 @@ class Engine:
         with torch.inference_mode(), fast_decode(self.model):
             logits = self.prefill_prompts()                                      # (B, V)
             while True:
-                tokens = request.chain.sample(logits, counts, request.generator)  # (B,)
-                records = (logprob_records(request.chain, logits, counts, tokens, request.logprobs,
-                                           request.tokenizer) if request.logprobs is not None else None)
+                if request.constraint is None:
+                    tokens = request.chain.sample(logits, counts, request.generator)  # (B,)
+                    records = (logprob_records(request.chain, logits, counts, tokens, request.logprobs,
+                                               request.tokenizer) if request.logprobs is not None else None)
+                else:
+                    tokens, records = self.sample_constrained(logits, counts)
                 self.stats.decode_steps += 1
                 for b, token in enumerate(tokens.tolist()):
                     self.contexts[b].append(token)
@@ -244,6 +290,17 @@ class Engine:
                 logits = self.feed(tokens)
         self.remember_context()
         self.stats.finish(time.perf_counter() - start)
+
+    def sample_constrained(self, logits: torch.Tensor, counts: torch.Tensor | None):
+        """Mask each row's disallowed tokens after the chain, draw, and keep the records."""
+        request = self.request
+        states = [None if row.done else row.constraint for row in self.rows]
+        tokens, masked, allowed = constrained_sample(request, logits, counts, states)
+        records = None
+        if request.logprobs is not None:
+            records = logprob_records(request.chain, logits, counts, tokens, request.logprobs, request.tokenizer,
+                                      constrained=constrained_probabilities(request.chain, masked), allowed=allowed)
+        return tokens, records
 
     # -- prefill -------------------------------------------------------------------------
     def prefill_prompts(self) -> torch.Tensor:
@@ -274,44 +331,10 @@ class Engine:
         return logits
 
     def prefill_rows(self, seqs: list[list[int]], cache_length: int) -> torch.Tensor:
-        """Different sequences, each row's cache left-padded to the longest: the mask hides
-        padding keys and each row's positions start at 0 on its first real token. Computed
-        packed (all sequences one after another in one row, each seeing only itself) when
-        that is less work than computing the padding too."""
-        device, B = self.model.device, len(seqs)
-        lengths = torch.tensor([len(s) for s in seqs], device=device)
-        P = int(lengths.max())
-        self.cache = self.model.new_kv_cache(B, cache_length)
-        self.stats.prefill_tokens += int(lengths.sum())
+        self.stats.prefill_tokens += sum(map(len, seqs))
         self.stats.forward_passes += 1
-        if bool((lengths == P).all()):
-            self.pad = self.mask = None
-            ids = torch.tensor(seqs, device=device)                               # (B, P)
-            return self.model(ids, kv_cache=self.cache, last_only=True).logits[:, -1].float()
-        self.pad = P - lengths                                                    # (B,)
-        columns = torch.arange(cache_length, device=device)[None, :]              # (1, S)
-        self.mask = columns >= self.pad[:, None]                                  # (B, S)
-        if packing_pays(lengths.tolist(), self.model.config):
-            return self.prefill_packed(seqs)
-        ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)  # (B, P)
-        positions = (columns[:, :P] - self.pad[:, None]).clamp(min=0)            # (B, P)
-        out = self.model(ids, kv_cache=self.cache, positions=positions, key_padding_mask=self.mask,
-                         last_only=True)
-        return out.logits[:, -1].float()
-
-    def prefill_packed(self, seqs: list[list[int]]) -> torch.Tensor:
-        """All sequences in one row, one after another, each attending only to itself; their
-        keys and values then go to their own rows of the (left-padded) batch cache."""
-        device, lengths = self.model.device, [len(s) for s in seqs]
-        ids = torch.tensor([[i for s in seqs for i in s]], device=device)         # (1, N)
-        positions = torch.cat([torch.arange(n, device=device) for n in lengths])[None]   # (1, N)
-        documents = torch.repeat_interleave(torch.arange(len(seqs), device=device),
-                                            torch.tensor(lengths, device=device))[None]  # (1, N)
-        ends = torch.tensor(lengths, device=device).cumsum(0) - 1                 # (B,) each one's last token
-        packed = self.model.new_kv_cache(1, ids.shape[1])
-        out = self.model(ids, kv_cache=packed, positions=positions, documents=documents, logits_at=ends)
-        self.cache.store_packed(packed, lengths)
-        return out.logits[0].float()                                              # (B, V)
+        self.cache, self.pad, self.mask, logits = prefill_rows(self.model, seqs, cache_length)
+        return logits
 
     # -- decode ----------------------------------------------------------------------------
     def feed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -338,6 +361,46 @@ class Engine:
         so a follow-up prompt that continues this text (a chat, a session) reuses all of it."""
         if self.prompt_cache is not None and len(self.rows) == 1 and self.cache is not None and not self.slid:
             self.prompt_cache.store(self.model, self.contexts[0][:self.cache.length], self.cache)
+
+
+def prefill_rows(model: GPT, seqs: list[list[int]], cache_length: int):
+    """Different sequences in one forward: each row's cache left-padded to the longest, the
+    mask hiding padding keys and each row's positions starting at 0 on its first real token.
+    Computed packed (all sequences one after another in one row, each seeing only itself)
+    when that is less work than computing the padding too.
+
+    Returns (cache, pad (B,) or None, mask (B, cache_length) or None, last logits (B, V))."""
+    device, B = model.device, len(seqs)
+    lengths = torch.tensor([len(s) for s in seqs], device=device)
+    P = int(lengths.max())
+    cache = model.new_kv_cache(B, cache_length)
+    if bool((lengths == P).all()):
+        ids = torch.tensor(seqs, device=device)                                   # (B, P)
+        return cache, None, None, model(ids, kv_cache=cache, last_only=True).logits[:, -1].float()
+    pad = P - lengths                                                             # (B,)
+    columns = torch.arange(cache_length, device=device)[None, :]                  # (1, S)
+    mask = columns >= pad[:, None]                                                # (B, S)
+    if packing_pays(lengths.tolist(), model.config):
+        return cache, pad, mask, prefill_packed(model, seqs, cache)
+    ids = torch.tensor([[0] * (P - len(s)) + s for s in seqs], device=device)      # (B, P)
+    positions = (columns[:, :P] - pad[:, None]).clamp(min=0)                      # (B, P)
+    out = model(ids, kv_cache=cache, positions=positions, key_padding_mask=mask, last_only=True)
+    return cache, pad, mask, out.logits[:, -1].float()
+
+
+def prefill_packed(model: GPT, seqs: list[list[int]], cache: KVCache) -> torch.Tensor:
+    """All sequences in one row, one after another, each attending only to itself; their
+    keys and values then go to their own rows of the (left-padded) batch `cache`."""
+    device, lengths = model.device, [len(s) for s in seqs]
+    ids = torch.tensor([[i for s in seqs for i in s]], device=device)             # (1, N)
+    positions = torch.cat([torch.arange(n, device=device) for n in lengths])[None]   # (1, N)
+    documents = torch.repeat_interleave(torch.arange(len(seqs), device=device),
+                                        torch.tensor(lengths, device=device))[None]  # (1, N)
+    ends = torch.tensor(lengths, device=device).cumsum(0) - 1                     # (B,) each one's last token
+    packed = model.new_kv_cache(1, ids.shape[1])
+    out = model(ids, kv_cache=packed, positions=positions, documents=documents, logits_at=ends)
+    cache.store_packed(packed, lengths)
+    return out.logits[0].float()                                                  # (B, V)
 
 
 def packing_pays(lengths: list[int], config) -> bool:

@@ -20,6 +20,23 @@ def logprob_table(records: list[TokenLogprob]) -> str:
     return "\n".join(lines)
 
 
+def constraint_table(records: list[TokenLogprob], n: int = 3) -> str:
+    """One line per constrained token: the probability mass the constraint removed, the
+    model's favourite tokens (x = not allowed), and the allowed tokens it was drawn among
+    (probability under the model -> after the chain and the constraint)."""
+    lines = [f"{'#':>3}  {'token':<12} {'p sampled':>9} {'removed':>7}  model's top (x = not allowed)"
+             f"{'':<14}| allowed top (model -> sampled)"]
+    for i, r in enumerate(records):
+        c = r.constraint
+        if c is None:
+            continue
+        best = "  ".join(f"{'' if a.allowed else 'x'}{visible(a.text)} {a.prob:.2f}" for a in r.top[:n])
+        allowed = "  ".join(f"{visible(a.text)} {a.prob:.2f}->{a.prob_after:.2f}" for a in c.top_allowed[:n])
+        lines.append(f"{i:>3}  {visible(r.text):<12} {math.exp(r.logprob_after):>9.3f} {c.mass_removed:>7.1%}  "
+                     f"{best:<42}| {allowed}{'  (filters fell back)' if c.fell_back else ''}")
+    return "\n".join(lines)
+
+
 def distribution_table(entries: list[tuple[int, str, float]], width: int = 30) -> str:
     """(id, text, probability) rows as a small bar chart, most likely first."""
     top = max((p for _, _, p in entries), default=0.0) or 1.0

@@ -13,6 +13,20 @@ class Alternative:
     text: str
     prob: float              # softmax(raw logits), temperature 1
     prob_after: float        # the distribution the token was actually drawn from
+    allowed: bool | None = None   # with a constraint: whether it allowed this token
+
+
+@dataclass
+class ConstraintStep:
+    """What a constraint did to one step's distribution (the glass part of constrained
+    generation): the mass it removed, and the best allowed tokens beside the best overall."""
+
+    mass_removed: float              # 1 - P(allowed) under the sampler chain's distribution
+    mass_removed_model: float        # 1 - P(allowed) under the model (raw softmax, T = 1)
+    n_allowed: int                   # how many tokens the constraint allowed
+    top_allowed: list[Alternative] = field(default_factory=list)   # the n most likely allowed tokens
+    fell_back: bool = False          # the chain's filters kept no allowed token: drawn from the
+                                     # chain without top-k/top-p/min-p, renormalised over the allowed
 
 
 @dataclass
@@ -26,6 +40,7 @@ class TokenLogprob:
     entropy: float           # of the model's distribution, in nats
     entropy_after: float     # of the final sampling distribution
     top: list[Alternative] = field(default_factory=list)   # the n most likely under the model
+    constraint: ConstraintStep | None = None   # with a constraint: what it removed at this step
 
 
 @dataclass

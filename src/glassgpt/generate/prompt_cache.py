@@ -57,17 +57,18 @@ class PromptCache:
         cache.advance(best)
         return cache, best
 
-    def store(self, model: GPT, ids: list[int], cache: KVCache) -> None:
-        """Remember the first len(ids) positions of `cache` (batch row 0) as the keys/values of `ids`."""
+    def store(self, model: GPT, ids: list[int], cache: KVCache, row: int = 0, start: int = 0) -> None:
+        """Remember positions start .. start + len(ids) of `cache`'s batch row `row` (by default
+        the first len(ids) positions of row 0) as the keys/values of `ids`."""
         self._check_model(model)
         key = tuple(ids)
-        if len(key) == 0 or len(key) > cache.length:
+        if len(key) == 0 or start + len(key) > cache.length:
             return
         if key in self._entries:
             self._entries.move_to_end(key)
             return
-        n = len(key)
-        self._entries[key] = (cache.keys[:, :1, :, :n].clone(), cache.values[:, :1, :, :n].clone())
+        end, rows = start + len(key), slice(row, row + 1)
+        self._entries[key] = (cache.keys[:, rows, :, start:end].clone(), cache.values[:, rows, :, start:end].clone())
         while len(self._entries) > self.max_entries or (
                 self.max_bytes is not None and len(self._entries) > 1 and self.nbytes > self.max_bytes):
             self._entries.popitem(last=False)

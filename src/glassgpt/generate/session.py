@@ -74,12 +74,14 @@ class Session:
         self._change(self.ids + new)
         return new
 
-    def generate(self, n: int = 32, **sampling) -> Generation:
-        """Sample up to n tokens onto the context (settings: the session's, overridden by these)."""
+    def generate(self, n: int = 32, constraint=None, **sampling) -> Generation:
+        """Sample up to n tokens onto the context (settings: the session's, overridden by these;
+        `constraint`: a Choice, Regex, ... the new text must satisfy)."""
         if not self.ids:
             raise GlassError("the session is empty: append some text first")
         params = SamplingParams.of(self.params, **{**sampling, "max_new_tokens": n})
-        g = generate(self.model, self.ids, params, tokenizer=self.tokenizer, prompt_cache=self._cache)[0]
+        g = generate(self.model, self.ids, params, tokenizer=self.tokenizer, prompt_cache=self._cache,
+                     constraint=constraint)[0]
         self.reused, self.computed = g.stats.prefill_reused, g.stats.prefill_tokens
         self._change(self.ids + g.ids)
         return g

@@ -182,3 +182,37 @@ class SpeculativeDecoder:
         residual = (p[i] - q[i]).clamp(min=0)                                                # (V,)
         residual = residual if float(residual.sum()) > 0 else p[i]
         return drafted[:i] + [int(draw_from(residual[None], generator))], i
+
+
+# -- one step, seen -------------------------------------------------------------------------
+class WatchedDecoder(SpeculativeDecoder):
+    """A SpeculativeDecoder that keeps every step: what the draft proposed, how many of those
+    the target accepted, and the tokens the step added (the accepted drafts, then one token of
+    the target's own: its replacement for the first rejected draft, or one more after all)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps: list[dict] = []
+
+    def accept(self, drafted: list[int], p: torch.Tensor, q: torch.Tensor) -> tuple[list[int], int]:
+        tokens, accepted = super().accept(drafted, p, q)
+        self.steps.append({"proposed": list(drafted), "accepted": accepted, "tokens": list(tokens)})
+        return tokens, accepted
+
+
+def speculative_step(target: GPT, draft: GPT, ids: list[int], params=None, draft_tokens: int = 4,
+                     **settings) -> dict:
+    """One step of speculative decoding after the context `ids`: {"proposed": the draft's
+    tokens, "accepted": how many the target kept, "tokens": what the step adds}. The same
+    rules as `generate(..., draft=...)`; settings as there (temperature, top_p, seed, ...)."""
+    from .samplers import SamplingParams
+    params = SamplingParams.of(params, **{**settings, "max_new_tokens": draft_tokens + 1})
+    request = Request.build(target, [list(ids)], params)
+    decoder = WatchedDecoder(target, draft, draft_tokens, request)
+    added: list[int] = []
+    for _, event in decoder.run():
+        added.append(event.id)
+        if decoder.steps and len(added) >= len(decoder.steps[0]["tokens"]):
+            break
+    step = decoder.steps[0]
+    return {**step, "tokens": step["tokens"][:len(added)]}

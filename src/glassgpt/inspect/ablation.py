@@ -227,6 +227,44 @@ def ablations(model, head_means: torch.Tensor | None = None) -> list[Ablation]:
     return parts
 
 
+
+def removal(model, name: str) -> Ablation:
+    """One part by its name in `ablations(model)` ("head 1.2", "feed-forward 0", "attn_norm 1",
+    "block 0", "final_norm", "positional encoding"), or "attention L": block L's whole
+    attention output zeroed (blocks.L.attn.out := 0)."""
+    n = model.config.n_layer
+    if name.startswith("attention "):
+        layer = name.split(" ", 1)[1]
+        if layer.isdigit() and int(layer) < n:
+            return Ablation(name, "attn", {f"blocks.{layer}.attn.out": torch.zeros_like})
+    for part in ablations(model):
+        if part.name == name:
+            return part
+    raise GlassError(f"no part named {name!r} in this model: parts look like 'head 0.1', 'attention 0', "
+                     f"'feed-forward 0', 'attn_norm 0', 'ff_norm 0', 'block 0', 'final_norm' "
+                     f"(layers 0 .. {n - 1}, heads 0 .. {model.config.n_head - 1})")
+
+
+def removed(model, names) -> Ablation:
+    """Several parts out at once: their edits composed probe by probe (two heads of one
+    layer edit the same blocks.L.attn.z, one after the other)."""
+    parts = [removal(model, name) for name in dict.fromkeys(names)]
+    edits: dict[str, Edit] = {}
+    for part in parts:
+        for probe, edit in part.edits.items():
+            before = edits.get(probe)
+            edits[probe] = edit if before is None else (lambda x, f=before, g=edit: g(f(x)))
+    contexts = [p.context for p in parts if p.context is not None]
+
+    @contextlib.contextmanager
+    def context(model):
+        with contextlib.ExitStack() as stack:
+            for c in contexts:
+                stack.enter_context(c(model))
+            yield
+    return Ablation(" + ".join(p.name for p in parts) or "intact", "none" if not parts else
+                    parts[0].kind if len(parts) == 1 else "several", edits, context if contexts else None)
+
 def pruned(model, k: int) -> Ablation:
     """The last k blocks skipped."""
     n = model.config.n_layer
@@ -250,14 +288,20 @@ def first_block(model, ablation: Ablation) -> int:
     return min(starts)
 
 
-def forward_from(model, start: int, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The tail of GPT.forward from block `start`, given the residual stream entering it:
-    blocks start.. -> final norm -> unembed -> mean cross-entropy. Probes apply as usual."""
+def blocks_from(model, start: int, resid: torch.Tensor) -> torch.Tensor:
+    """Blocks start.. of GPT.forward, given the residual stream entering block `start`
+    (a fresh causal sequence): (B, T, C) -> the stream leaving the last block. Probes apply."""
     positions = torch.arange(resid.shape[1], device=resid.device)
     x = resid                                                                # (B, T, C)
     for block in model.blocks[start:]:
         x = block(x, positions, None)
-    return cross_entropy(model.head(x), targets)
+    return x
+
+
+def forward_from(model, start: int, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The tail of GPT.forward from block `start`, given the residual stream entering it:
+    blocks start.. -> final norm -> unembed -> mean cross-entropy. Probes apply as usual."""
+    return cross_entropy(model.head(blocks_from(model, start, resid)), targets)
 
 
 def measure(model, batches, parts: list[Ablation], bar=None) -> tuple[list[float], list[list[float]]]:

@@ -146,12 +146,15 @@ class Trace:
 
 
 def trace(model, text_or_ids, *, tokenizer=None, top_k: int = 10, attention: bool = True,
-          residual: bool = True) -> Trace:
+          residual: bool = True, edit: dict | None = None) -> Trace:
     """Run one forward pass over a text (or ids) and keep what it computed.
 
         t = trace(model, "The cat sat on the")
         t.rows()[-1]["top"]          # what the model expects next
         t.probs(temperature=0.5)     # the whole distribution at another temperature
+
+    edit: probe edits applied during the pass (`model.probing(edit=...)`), e.g. the edits
+    of an ablation (`glassgpt.inspect.ablation.removal`): the trace of the model without a part.
     """
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     ids = to_ids(text_or_ids, tokenizer, model.config.vocab_size)
@@ -160,7 +163,7 @@ def trace(model, text_or_ids, *, tokenizer=None, top_k: int = 10, attention: boo
     read = (["blocks.*.attn.pattern"] if attention else []) + \
            (["blocks.0.resid_pre", "blocks.*.resid_post"] if residual else [])
     x = torch.tensor([ids], dtype=torch.long, device=model.device)
-    with torch.no_grad(), evaluating(model), model.probing(read=read) as probes:
+    with torch.no_grad(), evaluating(model), model.probing(read=read, edit=edit) as probes:
         logits = model(x).logits[0].float()                                     # (T, V)
     pattern = (torch.stack([probes[f"blocks.{i}.attn.pattern"][0] for i in range(n_layer)]).float()
                if attention else None)                                          # (L, H, T, T)

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import GlassError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, fsync_dir, fsync_tree, umask
 
 # Files an export directory may hold; a directory with anything else is never replaced.
 EXPORT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -52,7 +52,8 @@ def new_directory(path, force: bool = False):
     old = None
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
+        fsync_tree(tmp)                         # the files are on the disk before the rename publishes them
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
             os.replace(path, old)
@@ -63,6 +64,7 @@ def new_directory(path, force: bool = False):
                 os.replace(old, path)
                 old = None
             raise
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
@@ -76,9 +78,3 @@ def new_file(path, force: bool = False):
     check_free(path, force, directory=False)
     with atomic_path(path) as tmp:
         yield tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import GlassError
+from ..fileio import atomic_write_text
 from ..tokenizer import BPETokenizer, CharTokenizer, Tokenizer
 from ..tokenizer import files as tok_files
 from ..tokenizer.pretokenize import PATTERNS
@@ -113,7 +114,7 @@ def to_tokenizers_json(tok: Tokenizer) -> dict:
 
 def write_tokenizers_json(tok: Tokenizer, path) -> Path:
     """Write `tok` as a `tokenizers` file (one JSON file, written whole or not at all)."""
-    tok_files._write_atomic(path, json.dumps(to_tokenizers_json(tok), ensure_ascii=False, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(to_tokenizers_json(tok), ensure_ascii=False, indent=1) + "\n")
     return Path(path)
 
 

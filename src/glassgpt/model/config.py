@@ -6,7 +6,9 @@ the LayerNorm sits, which activation, biases, tied or separate output projection
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -14,6 +16,7 @@ from ..errors import ConfigError
 POSITIONAL = ("learned", "sinusoidal", "rope", "none")
 NORM_PLACEMENT = ("pre", "post")
 ACTIVATIONS = ("gelu", "gelu_exact", "relu")
+TRAINING_ONLY = ("dropout",)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,19 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("positional", "norm", "activation"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        for name in ("bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("dropout", "layer_norm_eps", "rope_base"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if self.layer_norm_eps <= 0 or self.rope_base <= 0:
+            raise ConfigError(f"layer_norm_eps and rope_base must be positive, got {self.layer_norm_eps} "
+                              f"and {self.rope_base}")
         if self.d_model % self.n_head:
             raise ConfigError(
                 f"n_head ({self.n_head}) must divide d_model ({self.d_model}): pick e.g. n_head="
@@ -84,8 +100,19 @@ class GPTConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def architecture(self) -> dict:
+        """The fields that decide what the weights mean: all but dropout (a training setting)."""
+        return {k: v for k, v in self.to_dict().items() if k not in TRAINING_ONLY}
+
+    def fingerprint(self) -> str:
+        """A hash of the architecture, stored in the weights' metadata: a config.json edited
+        after training (say a changed n_head, same shapes, another model) is caught at load."""
+        return hashlib.sha256(json.dumps(self.architecture(), sort_keys=True).encode()).hexdigest()[:16]
+
     @classmethod
     def from_dict(cls, data: dict) -> "GPTConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a JSON object of config fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -10,6 +10,8 @@ have no UTF-8 encoding, so no byte-level id sequence could give them back.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import operator
 import os
@@ -196,6 +198,12 @@ class Tokenizer:
         return "ids must be integers"
 
     # --- facts ----------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the ids (kind, vocabulary, pattern, specials):
+        prepared data and runs record it, so token files are never read with another tokenizer."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=True)
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
 
     @property
     def vocab_size(self) -> int:

@@ -15,7 +15,7 @@ from collections import Counter
 from ..errors import GlassError
 from . import files
 from .base import Tokenizer, utf8
-from .pretokenize import compile_pattern, resolve_pattern
+from .pretokenize import compile_pattern, find_pieces, is_builtin, resolve_pattern
 
 CACHE_LIMIT = 200_000
 
@@ -31,6 +31,7 @@ class BPETokenizer(Tokenizer):
         self._ranks = {token: rank for rank, token in enumerate(self.vocab)}
         _check_vocab(self.vocab, self._ranks)
         self._regex = compile_pattern(self.pattern)
+        self._trusted = is_builtin(self.pattern)        # gpt2/gpt4 need no time limit (it costs 3x)
         self._cache: dict[str, list[int]] = {}
         super().__init__(self.vocab, special_tokens or {})
 
@@ -39,7 +40,8 @@ class BPETokenizer(Tokenizer):
         cache = self._cache
         ids: list[int] = []
         extend = ids.extend
-        for piece in self._regex.findall(text):
+        pieces = self._regex.findall(text) if self._trusted else find_pieces(self._regex, text)
+        for piece in pieces:
             piece_ids = cache.get(piece)
             if piece_ids is None:
                 piece_ids = self._encode_piece(piece)

@@ -7,7 +7,7 @@ ASCII tokens read as themselves: " the", "ing".
 Rank file (tiktoken): one `base64(token) rank` per line, ranks 0..n-1 with no gaps.
 
 Every problem with a file (missing, truncated, corrupt, gaps, duplicates) is a GlassError
-naming the file, and writes go to a temporary file renamed into place, so a crash never
+naming the file, and writes go through glassgpt.fileio's atomic writer, so a crash never
 leaves half a file behind.
 """
 from __future__ import annotations
@@ -15,18 +15,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import GlassError
+from ..fileio import atomic_write_text
 
 FORMAT = "glassgpt-tokenizer"
 VERSION = 1
 
 
 def write_json(path, data: dict) -> None:
-    _write_atomic(path, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_json(path):
@@ -38,7 +37,7 @@ def read_json(path):
 
 
 def write_ranks(path, vocab: list[bytes]) -> None:
-    _write_atomic(path, "".join(f"{base64.b64encode(token).decode()} {rank}\n" for rank, token in enumerate(vocab)))
+    atomic_write_text(path, "".join(f"{base64.b64encode(token).decode()} {rank}\n" for rank, token in enumerate(vocab)))
 
 
 def read_ranks(path) -> list[bytes]:
@@ -77,21 +76,3 @@ def _read_text(path, what: str) -> str:
         raise GlassError(f"{path}: not a {what} file (not UTF-8 text)") from None
     except OSError as e:
         raise GlassError(f"{path}: cannot read ({e.strerror})") from None
-
-
-def _write_atomic(path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory and a rename."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise GlassError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as e:
-        os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise GlassError(f"{path}: cannot write ({e.strerror})") from None
-        raise

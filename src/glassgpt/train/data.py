@@ -37,8 +37,14 @@ class RandomBatches:
         self.window = np.arange(context_length + 1)                               # (T+1,)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(len(self.tokens) - self.context_length, (self.batch_size,),
-                               generator=self.generator).numpy()
+        return self.gather(self.draw_starts())
+
+    def draw_starts(self) -> np.ndarray:
+        """The next batch's window starts (B,), in the generator's order."""
+        return torch.randint(len(self.tokens) - self.context_length, (self.batch_size,),
+                             generator=self.generator).numpy()
+
+    def gather(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return to_device(windows(self.tokens, starts, self.window), self.device)
 
     def state(self) -> torch.Tensor:
@@ -46,6 +52,40 @@ class RandomBatches:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+
+class PrefetchedBatches:
+    """`RandomBatches`, with the next `depth` batches gathered on a background thread while
+    the current step runs. Window starts are still drawn in order from the same generator,
+    so the batches are exactly those of the plain source; `state()` is the generator's state
+    before the first batch not yet handed out, so a checkpoint resumes exactly."""
+
+    def __init__(self, source: RandomBatches, depth: int = 2):
+        import concurrent.futures
+
+        self.source, self.depth = source, depth
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="glassgpt-batches")
+        self.pending: list = []                  # (generator state before the batch, future batch)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        while len(self.pending) < self.depth + 1:
+            state = self.source.state()
+            self.pending.append((state, self.pool.submit(self.source.gather, self.source.draw_starts())))
+        _, batch = self.pending.pop(0)
+        return batch.result()
+
+    def state(self) -> torch.Tensor:
+        return self.pending[0][0] if self.pending else self.source.state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        for _, batch in self.pending:
+            batch.cancel()
+        self.pending.clear()
+        self.source.set_state(state)
+
+    def close(self) -> None:
+        self.set_state(self.state())
+        self.pool.shutdown(wait=True)
 
 
 def fixed_batches(tokens: np.ndarray, n_batches: int, batch_size: int, context_length: int,

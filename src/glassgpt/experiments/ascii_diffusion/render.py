@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ...fileio import atomic_path
+
 FONT_SIZE = 14
 PAD = 12
 
@@ -49,5 +51,6 @@ def render_sequences(sequences: list[tuple[str, list[tuple[str, list[str]]]]], c
             x += panel_width(rows, title)
         y += height
     path = Path(path)
-    image.save(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ...errors import GlassError
+from ...fileio import save_figure
 from ..completer import Completer
 from ..report import ReportDir, md_table
 from .builder import CLOSE, Schedule, build_frames, format_sequence
@@ -169,7 +170,7 @@ def plot_scores(results: dict, path: Path) -> None:
         ax.axis("off")
     fig.suptitle(f"{results['completer']}: ASCII diffusion scores (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def render_examples(report: ReportDir, cases: list[TestCase], settings: DiffusionSettings) -> list[str]:

@@ -24,12 +24,19 @@ def save_figure(fig: Figure, path) -> str:
 
 
 def head_role_scores(model, prompt_texts: list[str]) -> dict | None:
-    """HOOK for head-role scores (issue 19: induction, previous-token, ... scores per head).
+    """Previous-token, duplicate-token and induction scores of every head (`glassgpt.inspect.head_roles`),
+    on repeated random sequences of the symbols the few-shot prompts use:
+    {"roles": [...], "scores": {role: [[score per head] per layer]}}; None where they cannot be measured."""
+    from ...errors import GlassError
+    from ...inspect.heads import head_roles
 
-    Not connected yet: returns None, and the report says so. When glassgpt.inspect gains the
-    head-role scorer, call it here on the few-shot prompts and return
-    {"roles": [...], "scores": {role: [[score per head] per layer]}}; the report renders it."""
-    return None
+    symbols = sorted({i for text in prompt_texts for i in model.tokenizer.encode(text)})
+    try:
+        roles = head_roles(model, tokens=symbols, batch=8, seed=0)
+    except GlassError:
+        return None                                   # too few symbols or too short a context
+    return {"roles": list(roles.scores), "scores": {role: s.tolist() for role, s in roles.scores.items()},
+            "settings": roles.settings}
 
 
 def render_icl_report(report: ReportDir, results: dict, completer, ginc: Ginc) -> dict:
@@ -247,14 +254,14 @@ def render_markdown(results: dict) -> str:
                   "", f"![the head reading the examples most]({att['head']})", ""]
     roles = results.get("head_roles")
     if roles:
-        lines += ["Head-role scores on the few-shot prompt:", ""]
+        lines += ["Head-role scores (`glassgpt.inspect.head_roles`: attention where each role says, on repeated "
+                  "random sequences of the prompt's symbols):", ""]
         for role, per_layer in roles["scores"].items():
             lines.append(md_table(["layer"] + [f"head {h}" for h in range(len(per_layer[0]))],
                                   [[str(i)] + list(map(float, r)) for i, r in enumerate(per_layer)]))
             lines += ["", f"({role})", ""]
     else:
-        lines += ["Head-role scores (induction, previous-token heads): not connected yet "
-                  "(`glassgpt.experiments.icl.report.head_role_scores` is the hook).", ""]
+        lines += ["Head-role scores: not measured (the prompts use too few symbols for the context).", ""]
     lines += [f"## The prompt of the attention picture (k = {results.get('example_k')})", "",
               "```", results.get("example_prompt", ""), "```"]
     return "\n".join(lines) + "\n"

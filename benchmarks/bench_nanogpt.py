@@ -1,0 +1,166 @@
+"""Training end to end against nanoGPT's own train.py, same settings, same corpus, same run.
+
+nanoGPT is not a package: point NANOGPT_DIR at a checkout of it (its train.py, model.py,
+configurator.py and config/ are copied into a temporary directory and run there with the
+same character-level Shakespeare token files glassgpt trains on). Without it this prints
+one line; `bench_train` compares against transformers' GPT-2 instead.
+
+(a) the 2,000-iteration character run of nanoGPT's README for CPUs: 4 layers x 4 heads x
+    128 dims, context 64, batch 12, lr 1e-3 -> 1e-4 cosine, 100 warmup, no dropout, fp32,
+    eval every 250 steps on 20 batches: wall time from start to finished run (glassgpt:
+    `glassgpt prepare` + `glassgpt train`, compile left to `--compile auto`, run twice so
+    the second has inductor's cache warm), and the validation loss at the end;
+(b) a time budget (default 10 minutes): steps glassgpt trains in it (`--max-seconds`)
+    against the steps nanoGPT trains in it (its measured step rate from (a));
+(c) 6 layers x 6 heads x 384 dims, context 256, batch 64 (nanoGPT's Shakespeare config, no
+    dropout): seconds per step, glassgpt with automatic precision (bf16 where the CPU has
+    it natively and it is faster) against nanoGPT's fp32 (nanoGPT runs fp32 on a CPU).
+
+    NANOGPT_DIR=~/nanoGPT python -m benchmarks.bench_nanogpt [--budget-minutes 10] [--big-iters 30]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import header, ratio, table
+from glassgpt.train import prepare
+from glassgpt.train.corpora import cache_dir
+
+SMALL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12)
+BIG = dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64)
+SCHEDULE = dict(learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, dropout=0.0, eval_interval=250, eval_iters=20)
+
+
+def shakespeare_chars() -> Path:
+    data = cache_dir() / "bench" / "shakespeare-char"
+    if not (data / "meta.json").is_file():
+        prepare(["shakespeare"], data, tokenizer="char", progress=False)
+    return data
+
+
+def nanogpt_workdir(nanogpt: Path, data: Path, tmp: Path) -> Path:
+    """nanoGPT's scripts beside a data/shakespeare_char/ holding glassgpt's own token files."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in ("train.py", "model.py", "configurator.py"):
+        shutil.copy(nanogpt / name, tmp / name)
+    shutil.copytree(nanogpt / "config", tmp / "config")
+    target = tmp / "data" / "shakespeare_char"
+    target.mkdir(parents=True)
+    meta = json.loads((data / "meta.json").read_text())
+    if meta["dtype"] != "uint16":
+        raise SystemExit(f"error: nanoGPT reads uint16 token files; {data} holds {meta['dtype']}")
+    for split in ("train.bin", "val.bin"):
+        shutil.copy(data / split, target / split)
+    with open(target / "meta.pkl", "wb") as f:          # written for nanoGPT's reader (it loads a pickle)
+        pickle.dump({"vocab_size": meta["vocab_size"]}, f)
+    return tmp
+
+
+def run_nanogpt(workdir: Path, shape: dict, iters: int) -> tuple[float, float | None, str]:
+    """Wall seconds of `python train.py ...`, its last validation loss, its output."""
+    settings = {**shape, **SCHEDULE, "max_iters": iters, "lr_decay_iters": iters, "device": "cpu",
+                "compile": False, "dtype": "float32", "log_interval": 10, "always_save_checkpoint": False,
+                "out_dir": str(workdir / "out"), "bias": True}
+    argv = [sys.executable, "train.py", "config/train_shakespeare_char.py"]
+    argv += [f"--{k}={v}" for k, v in settings.items()]
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"error: nanoGPT's train.py failed: {done.stderr.strip().splitlines()[-1:]}")
+    vals = re.findall(r"val loss ([0-9.]+)", done.stdout)
+    return seconds, float(vals[-1]) if vals else None, done.stdout
+
+
+def run_glassgpt(data: Path, out: Path, shape: dict, iters: int | None, seconds: float | None = None,
+                 extra: tuple = ()) -> tuple[float, dict]:
+    """Wall seconds of `glassgpt prepare` + `glassgpt train`, and the run's last log records."""
+    glass = [sys.executable, "-m", "glassgpt"]
+    args = ["--n-layer", shape["n_layer"], "--n-head", shape["n_head"], "--d-model", shape["n_embd"],
+            "--context-length", shape["block_size"], "--batch-size", shape["batch_size"],
+            "--lr", SCHEDULE["learning_rate"], "--min-lr", SCHEDULE["min_lr"],
+            "--warmup-iters", SCHEDULE["warmup_iters"], "--dropout", 0.0,
+            "--eval-interval", SCHEDULE["eval_interval"], "--eval-iters", SCHEDULE["eval_iters"], "--device", "cpu"]
+    args += ["--max-iters", iters] if iters else ["--max-iters", 10**9, "--max-seconds", seconds]
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run(glass + ["prepare", str(data / "corpus.txt"), "-o", str(out / "data"), "--tokenizer", "char"],
+                   check=True, capture_output=True)
+    done = subprocess.run(glass + ["train", str(out / "data"), "-o", str(out / "run")] + [str(a) for a in args]
+                          + list(extra), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"error: glassgpt train failed: {done.stderr.strip().splitlines()[-1:]}")
+    records = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+    last = {"step": records[-1]["step"], "val_loss": next((r["val_loss"] for r in reversed(records)
+                                                           if "val_loss" in r), None),
+            "choices": next((line for line in done.stderr.splitlines() if line.startswith("precision:")), "")}
+    return wall, last
+
+
+def corpus_text(data: Path) -> None:
+    """The prepared token files' text, for `glassgpt prepare` to tokenise again as a user would."""
+    if (data / "corpus.txt").is_file():
+        return
+    from glassgpt.tokenizer import Tokenizer
+    tok = Tokenizer.load(data / "tokenizer.json")
+    ids = np.concatenate([np.fromfile(data / s, dtype=np.uint16) for s in ("train.bin", "val.bin")])
+    (data / "corpus.txt").write_text(tok.decode(ids.tolist()), encoding="utf-8")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="bench_nanogpt")
+    p.add_argument("--quick", action="store_true", help="200 iterations, a 1-minute budget, 5 big steps")
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--budget-minutes", type=float, default=10.0)
+    p.add_argument("--big-iters", type=int, default=30)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.iters, args.budget_minutes, args.big_iters = 200, 1.0, 5
+    nanogpt = os.environ.get("NANOGPT_DIR")
+    header("training end to end: glassgpt vs nanoGPT's train.py")
+    if not nanogpt or not (Path(nanogpt) / "train.py").is_file():
+        print("   NANOGPT_DIR is not set to a nanoGPT checkout: skipped (bench_train compares against transformers)")
+        return
+    data = shakespeare_chars()
+    corpus_text(data)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as tmp:
+        tmp = Path(tmp)
+        work = nanogpt_workdir(Path(nanogpt).expanduser(), data, tmp / "nanogpt")
+        ref_seconds, ref_val, _ = run_nanogpt(work, SMALL, args.iters)
+        cold, cold_last = run_glassgpt(data, tmp / "ours", SMALL, args.iters)
+        warm, warm_last = run_glassgpt(data, tmp / "ours", SMALL, args.iters)
+        rows.append((f"(a) {args.iters} iterations 4x128 char, wall s (first run)", cold, ref_seconds,
+                     ratio(ref_seconds, cold)))
+        rows.append(("(a) the same, second run (inductor cache warm)", warm, ref_seconds, ratio(ref_seconds, warm)))
+        rows.append(("(a) validation loss at the end", cold_last["val_loss"], ref_val, ""))
+        rows.append((f"    glassgpt's choices: {cold_last['choices']}", None, None, ""))
+        budget = args.budget_minutes * 60
+        _, timed = run_glassgpt(data, tmp / "ours-budget", SMALL, None, seconds=budget)
+        ref_steps = args.iters / ref_seconds * budget
+        rows.append((f"(b) steps in {args.budget_minutes:g} min (nanoGPT: its rate from (a))", float(timed["step"]),
+                     ref_steps, ratio(timed["step"], ref_steps)))
+        rows.append((f"    glassgpt's choices: {timed['choices']}", None, None, ""))
+        ref_big, _, _ = run_nanogpt(work, BIG, args.big_iters)
+        ours_big, big_last = run_glassgpt(data, tmp / "ours-big", BIG, args.big_iters)
+        rows.append((f"(c) 6x384 ctx 256 batch 64, {args.big_iters} iterations, wall s (ours auto precision, "
+                     f"nanoGPT fp32)", ours_big, ref_big, ratio(ref_big, ours_big)))
+        rows.append((f"    glassgpt's choices: {big_last['choices']}", None, None, ""))
+    table(rows, ("measure", "glassgpt", "nanoGPT", "speedup"))
+
+
+if __name__ == "__main__":
+    main()
