@@ -26,7 +26,7 @@ import torch
 from ..errors import GlassError
 from ..model import GPT, KVCache
 from ..model.inputs import crop_to_context, to_ids
-from .fast import fast_decode
+from .fast import decode_logits, fast_decode
 from .outputs import Alternative, Generation, GenerationStats, TokenEvent, TokenLogprob
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, SamplingParams, draw, greedy
@@ -343,8 +343,8 @@ class Engine:
             return self.slide()
         ids = tokens[:, None]                                                     # (B, 1)
         self.stats.forward_passes += 1
-        if self.pad is None:
-            return self.model(ids, kv_cache=self.cache, last_only=True).logits[:, -1].float()
+        if self.pad is None:                                                      # the engine's one-token step
+            return decode_logits(self.model, ids, self.cache).float()
         positions = (self.cache.length - self.pad)[:, None]                       # (B, 1)
         out = self.model(ids, kv_cache=self.cache, positions=positions, key_padding_mask=self.mask,
                          last_only=True)

@@ -28,7 +28,7 @@ import torch
 from ..errors import GlassError
 from ..model import GPT, KVCache
 from .decode import Request, Row, logprob_records, token_counts
-from .fast import fast_decode
+from .fast import decode_logits, fast_decode
 from .outputs import Generation, GenerationStats, TokenEvent
 from .prompt_cache import PromptCache
 from .samplers import SamplerChain, draw_from
@@ -133,7 +133,7 @@ class SpeculativeDecoder:
         new = window[cache.length:]                  # what the draft has not seen yet (>= 1 token)
         for _ in range(k):
             ids = torch.tensor([new], device=self.draft.device)
-            logits = self.draft(ids, kv_cache=cache, last_only=True).logits[:, -1].float()    # (1, V)
+            logits = decode_logits(self.draft, ids, cache).float()                   # (1, V), op by op for one token
             self.stats.draft_forward_passes += 1
             if greedy:
                 token = int(self.draft_chain.process(logits, counts_at[-1]).argmax())
