@@ -24,7 +24,8 @@ One new token per row (the decoding loop's step) runs `FastDecode.step`: the mod
 forward written out op by op for that one case (same modules, same weights, same math),
 without what a general forward pays for on every token: module calls, probe points,
 masks and position tensors, the fused attention kernel's set-up for one query. A decode
-step of 6 x 384 is ~1,000 ATen calls through the model and ~150 here. It is used only
+step of 6 x 384 is ~830 ATen calls through the model and ~740 here, most of them views
+(`python -m benchmarks.profile_decode`, with `--model-forward` for the model). It is used only
 where it computes what the model would (no probes, hooks or dropout active, no padding:
 otherwise the model runs), and it is tested equal to the model for every config.
 
