@@ -32,8 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.common import header, ratio, table
 from glassgpt.train import prepare
 from glassgpt.train.corpora import cache_dir
@@ -64,7 +62,7 @@ def nanogpt_workdir(nanogpt: Path, data: Path, tmp: Path) -> Path:
     for split in ("train.bin", "val.bin"):
         shutil.copy(data / split, target / split)
     with open(target / "meta.pkl", "wb") as f:          # written for nanoGPT's reader (it loads a pickle)
-        pickle.dump({"vocab_size": meta["vocab_size"]}, f)
+        pickle.dump({"vocab_size": meta["tokenizer"]["vocab_size"]}, f)
     return tmp
 
 
@@ -84,7 +82,7 @@ def run_nanogpt(workdir: Path, shape: dict, iters: int) -> tuple[float, float | 
     return seconds, float(vals[-1]) if vals else None, done.stdout
 
 
-def run_glassgpt(data: Path, out: Path, shape: dict, iters: int | None, seconds: float | None = None,
+def run_glassgpt(out: Path, shape: dict, iters: int | None, seconds: float | None = None,
                  extra: tuple = ()) -> tuple[float, dict]:
     """Wall seconds of `glassgpt prepare` + `glassgpt train`, and the run's last log records."""
     glass = [sys.executable, "-m", "glassgpt"]
@@ -96,7 +94,7 @@ def run_glassgpt(data: Path, out: Path, shape: dict, iters: int | None, seconds:
     args += ["--max-iters", iters] if iters else ["--max-iters", 10**9, "--max-seconds", seconds]
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    subprocess.run(glass + ["prepare", str(data / "corpus.txt"), "-o", str(out / "data"), "--tokenizer", "char"],
+    subprocess.run(glass + ["prepare", "shakespeare", "-o", str(out / "data"), "--tokenizer", "char"],
                    check=True, capture_output=True)
     done = subprocess.run(glass + ["train", str(out / "data"), "-o", str(out / "run")] + [str(a) for a in args]
                           + list(extra), capture_output=True, text=True)
@@ -108,16 +106,6 @@ def run_glassgpt(data: Path, out: Path, shape: dict, iters: int | None, seconds:
                                                            if "val_loss" in r), None),
             "choices": next((line for line in done.stderr.splitlines() if line.startswith("precision:")), "")}
     return wall, last
-
-
-def corpus_text(data: Path) -> None:
-    """The prepared token files' text, for `glassgpt prepare` to tokenise again as a user would."""
-    if (data / "corpus.txt").is_file():
-        return
-    from glassgpt.tokenizer import Tokenizer
-    tok = Tokenizer.load(data / "tokenizer.json")
-    ids = np.concatenate([np.fromfile(data / s, dtype=np.uint16) for s in ("train.bin", "val.bin")])
-    (data / "corpus.txt").write_text(tok.decode(ids.tolist()), encoding="utf-8")
 
 
 def main(argv=None) -> None:
@@ -135,27 +123,26 @@ def main(argv=None) -> None:
         print("   NANOGPT_DIR is not set to a nanoGPT checkout: skipped (bench_train compares against transformers)")
         return
     data = shakespeare_chars()
-    corpus_text(data)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as tmp:
         tmp = Path(tmp)
         work = nanogpt_workdir(Path(nanogpt).expanduser(), data, tmp / "nanogpt")
         ref_seconds, ref_val, _ = run_nanogpt(work, SMALL, args.iters)
-        cold, cold_last = run_glassgpt(data, tmp / "ours", SMALL, args.iters)
-        warm, warm_last = run_glassgpt(data, tmp / "ours", SMALL, args.iters)
+        cold, cold_last = run_glassgpt(tmp / "ours", SMALL, args.iters)
+        warm, warm_last = run_glassgpt(tmp / "ours", SMALL, args.iters)
         rows.append((f"(a) {args.iters} iterations 4x128 char, wall s (first run)", cold, ref_seconds,
                      ratio(ref_seconds, cold)))
         rows.append(("(a) the same, second run (inductor cache warm)", warm, ref_seconds, ratio(ref_seconds, warm)))
         rows.append(("(a) validation loss at the end", cold_last["val_loss"], ref_val, ""))
         rows.append((f"    glassgpt's choices: {cold_last['choices']}", None, None, ""))
         budget = args.budget_minutes * 60
-        _, timed = run_glassgpt(data, tmp / "ours-budget", SMALL, None, seconds=budget)
+        _, timed = run_glassgpt(tmp / "ours-budget", SMALL, None, seconds=budget)
         ref_steps = args.iters / ref_seconds * budget
         rows.append((f"(b) steps in {args.budget_minutes:g} min (nanoGPT: its rate from (a))", float(timed["step"]),
                      ref_steps, ratio(timed["step"], ref_steps)))
         rows.append((f"    glassgpt's choices: {timed['choices']}", None, None, ""))
         ref_big, _, _ = run_nanogpt(work, BIG, args.big_iters)
-        ours_big, big_last = run_glassgpt(data, tmp / "ours-big", BIG, args.big_iters)
+        ours_big, big_last = run_glassgpt(tmp / "ours-big", BIG, args.big_iters)
         rows.append((f"(c) 6x384 ctx 256 batch 64, {args.big_iters} iterations, wall s (ours auto precision, "
                      f"nanoGPT fp32)", ours_big, ref_big, ratio(ref_big, ours_big)))
         rows.append((f"    glassgpt's choices: {big_last['choices']}", None, None, ""))
