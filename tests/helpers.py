@@ -54,6 +54,16 @@ def probe_model(seed: int = 0, tokenizer=None, **overrides) -> GPT:
     return model
 
 
+def corpus_model(corpus: str, kind: str, context_length: int, vocab_size: int = 420, seed: int = 0) -> GPT:
+    """`probe_model` over a tokenizer trained on `corpus`: byte-level BPE (kind "bpe") or one id per
+    character with <|endoftext|> (kind "char")."""
+    from glassgpt.tokenizer import Tokenizer
+
+    tok = (Tokenizer.train(corpus, vocab_size=vocab_size, progress=False) if kind == "bpe"
+           else Tokenizer.chars(corpus, special_tokens=[EOT]))
+    return probe_model(seed, tokenizer=tok, context_length=context_length)
+
+
 def experiment_model(context_length: int = 256, seed: int = 0) -> tuple[GPT, CharTokenizer]:
     """The experiments tests' model: one layer over a wide ASCII alphabet."""
     torch.manual_seed(seed)

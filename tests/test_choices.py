@@ -7,25 +7,20 @@ import pytest
 from glassgpt.errors import GlassError
 from glassgpt.inspect import trace
 from glassgpt.inspect.choices import option_logprobs, score_choices
-from glassgpt.tokenizer import Tokenizer
-from helpers import probe_model
+from helpers import corpus_model
 
 CORPUS = ("the answer is yes. the answer is no. is it yes or no? yes, yes and no. "
           "maybe the answer is maybe. a cat, a dog and a bird.\n") * 20
 
 
-def tiny(tokenizer, seed=0):
-    return probe_model(seed, tokenizer=tokenizer, context_length=48)
-
-
 @pytest.fixture(scope="module")
 def bpe_model():
-    return tiny(Tokenizer.train(CORPUS, vocab_size=300, progress=False))
+    return corpus_model(CORPUS, "bpe", 48, vocab_size=300)
 
 
 @pytest.fixture(scope="module")
 def char_model():
-    return tiny(Tokenizer.chars(CORPUS, special_tokens=["<|endoftext|>"]))
+    return corpus_model(CORPUS, "char", 48)
 
 
 def trace_logprob(model, text: str, n_context_tokens: int) -> float:

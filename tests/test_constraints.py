@@ -17,30 +17,26 @@ from glassgpt.generate.constraints import Choice, Grammar, Integer, JSONSchema, 
 from glassgpt.generate.samplers import SamplerChain, SamplingParams
 from glassgpt.generate.token_masks import compile_constraint, token_masks
 from glassgpt.tokenizer import Tokenizer
-from helpers import probe_model
+from helpers import corpus_model, probe_model
 
 CORPUS = ("the answer is yes. the answer is no. 12 apples, 345 pears, 7 apples.\n"
           '{"a": 1, "name": "bob"} {"a": 23, "name": "al"} maybe -5 or 42?\n') * 25
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def tiny(tokenizer, seed=0):
-    return probe_model(seed, tokenizer=tokenizer, context_length=96)
-
-
 @pytest.fixture(scope="module")
 def bpe():
-    return tiny(Tokenizer.train(CORPUS, vocab_size=420, progress=False))
+    return corpus_model(CORPUS, "bpe", 96, vocab_size=420)
 
 
 @pytest.fixture(scope="module")
 def char():
-    return tiny(Tokenizer.chars(CORPUS, special_tokens=["<|endoftext|>"]))
+    return corpus_model(CORPUS, "char", 96)
 
 
 @pytest.fixture(scope="module")
 def char_no_eot():
-    return tiny(Tokenizer.chars(CORPUS))
+    return probe_model(tokenizer=Tokenizer.chars(CORPUS), context_length=96)
 
 
 def oracle_allowed(tokenizer, pattern: str, text: bytes) -> set[int]:

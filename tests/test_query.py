@@ -10,26 +10,21 @@ from glassgpt.generate.constraints import Choice, Integer, JSONSchema, Regex
 from glassgpt.generate.query import Distribution, Prefixed, Text, query
 from glassgpt.generate.token_masks import compile_constraint, token_masks
 from glassgpt.inspect.choices import score_choices
-from glassgpt.tokenizer import Tokenizer
-from helpers import probe_model
+from helpers import corpus_model
 
 CORPUS = ("the answer is yes. the answer is no. 12 apples, 345 pears, 7 apples.\n"
           '{"a": 1, "name": "bob"} {"a": 23, "name": "al"} maybe -5 or 42?\n'
           "q: how quickly did the brown fox jump over the lazy dog?\n") * 25
 
 
-def tiny(tokenizer, seed=0):
-    return probe_model(seed, tokenizer=tokenizer, context_length=128)
-
-
 @pytest.fixture(scope="module")
 def bpe():
-    return tiny(Tokenizer.train(CORPUS, vocab_size=420, progress=False))
+    return corpus_model(CORPUS, "bpe", 128, vocab_size=420)
 
 
 @pytest.fixture(scope="module")
 def char():
-    return tiny(Tokenizer.chars(CORPUS, special_tokens=["<|endoftext|>"]))
+    return corpus_model(CORPUS, "char", 128)
 
 
 def test_fixed_text_ending_mid_token_is_healed(bpe):
