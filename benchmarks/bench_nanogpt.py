@@ -26,6 +26,7 @@ import os
 import pickle
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,19 @@ def run_nanogpt(workdir: Path, shape: dict, iters: int) -> tuple[float, float | 
     return seconds, float(vals[-1]) if vals else None, done.stdout
 
 
+def nanogpt_step_ms(stdout: str) -> float | None:
+    """The median of nanoGPT's per-iteration times ("iter N: loss L, time T ms"), its first
+    iterations (warm-up, the evaluation at iteration 0) left out."""
+    times = [float(t) for n, t in re.findall(r"iter (\d+): loss [0-9.]+, time ([0-9.]+)ms", stdout) if int(n) >= 5]
+    return statistics.median(times) if times else None
+
+
+def glassgpt_step_ms(records: list[dict], tokens_per_step: int) -> float | None:
+    """The median step time of glassgpt's log (tokens/s over each log interval, evaluation excluded)."""
+    speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > 10]
+    return tokens_per_step / statistics.median(speeds) * 1e3 if speeds else None
+
+
 def run_glassgpt(out: Path, shape: dict, iters: int | None, seconds: float | None = None,
                  extra: tuple = ()) -> tuple[float, dict]:
     """Wall seconds of `glassgpt prepare` + `glassgpt train`, and the run's last log records."""
@@ -104,7 +118,8 @@ def run_glassgpt(out: Path, shape: dict, iters: int | None, seconds: float | Non
     records = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
     last = {"step": records[-1]["step"], "val_loss": next((r["val_loss"] for r in reversed(records)
                                                            if "val_loss" in r), None),
-            "choices": next((line for line in done.stderr.splitlines() if line.startswith("precision:")), "")}
+            "choices": next((line for line in done.stderr.splitlines() if line.startswith("precision:")), ""),
+            "step_ms": glassgpt_step_ms(records, shape["batch_size"] * shape["block_size"])}
     return wall, last
 
 
@@ -127,13 +142,16 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-nanogpt-") as tmp:
         tmp = Path(tmp)
         work = nanogpt_workdir(Path(nanogpt).expanduser(), data, tmp / "nanogpt")
-        ref_seconds, ref_val, _ = run_nanogpt(work, SMALL, args.iters)
+        ref_seconds, ref_val, ref_out = run_nanogpt(work, SMALL, args.iters)
         cold, cold_last = run_glassgpt(tmp / "ours", SMALL, args.iters)
         warm, warm_last = run_glassgpt(tmp / "ours", SMALL, args.iters)
         rows.append((f"(a) {args.iters} iterations 4x128 char, wall s (first run)", cold, ref_seconds,
                      ratio(ref_seconds, cold)))
         rows.append(("(a) the same, second run (inductor cache warm)", warm, ref_seconds, ratio(ref_seconds, warm)))
         rows.append(("(a) validation loss at the end", cold_last["val_loss"], ref_val, ""))
+        ref_ms = nanogpt_step_ms(ref_out)
+        rows.append(("(a) one training step, ms (median of the logged steps)", cold_last["step_ms"], ref_ms,
+                     ratio(ref_ms, cold_last["step_ms"]) if ref_ms and cold_last["step_ms"] else ""))
         rows.append((f"    glassgpt's choices: {cold_last['choices']}", None, None, ""))
         budget = args.budget_minutes * 60
         _, timed = run_glassgpt(tmp / "ours-budget", SMALL, None, seconds=budget)
@@ -141,10 +159,13 @@ def main(argv=None) -> None:
         rows.append((f"(b) steps in {args.budget_minutes:g} min (nanoGPT: its rate from (a))", float(timed["step"]),
                      ref_steps, ratio(timed["step"], ref_steps)))
         rows.append((f"    glassgpt's choices: {timed['choices']}", None, None, ""))
-        ref_big, _, _ = run_nanogpt(work, BIG, args.big_iters)
+        ref_big, _, ref_big_out = run_nanogpt(work, BIG, args.big_iters)
         ours_big, big_last = run_glassgpt(tmp / "ours-big", BIG, args.big_iters)
         rows.append((f"(c) 6x384 ctx 256 batch 64, {args.big_iters} iterations, wall s (ours auto precision, "
                      f"nanoGPT fp32)", ours_big, ref_big, ratio(ref_big, ours_big)))
+        ref_ms = nanogpt_step_ms(ref_big_out)
+        rows.append(("(c) one training step, ms (median)", big_last["step_ms"], ref_ms,
+                     ratio(ref_ms, big_last["step_ms"]) if ref_ms and big_last["step_ms"] else ""))
         rows.append((f"    glassgpt's choices: {big_last['choices']}", None, None, ""))
     table(rows, ("measure", "glassgpt", "nanoGPT", "speedup"))
 

@@ -129,6 +129,29 @@ def test_timing_precisions_leaves_gradients_and_random_state_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+
+def test_timing_precisions_times_a_slice_of_a_large_batch_and_scales_it_to_the_batch(monkeypatch):
+    seen = []
+
+    class Out:
+        def __init__(self, loss):
+            self.loss = loss
+
+    def wrapped(x, y):
+        seen.append(tuple(x.shape))
+        return Out(torch.zeros((), requires_grad=True).sum())
+    wrapped.zero_grad = lambda set_to_none=True: None
+    clock = iter(range(100))                                   # each forward + backward "takes" 1 s
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
+    batch = (torch.zeros(64, 256, dtype=torch.long), torch.zeros(64, 256, dtype=torch.long))
+    timings = speed.time_precisions(wrapped, batch, CPU, ("fp32",), 2, tokens=4096)
+    assert set(seen) == {(16, 256)}                            # 16 rows x 256 = 4,096 tokens
+    assert timings["fp32"] == 4.0                              # 1 s for a quarter of the batch
+    seen.clear()
+    small = (torch.zeros(12, 64, dtype=torch.long), torch.zeros(12, 64, dtype=torch.long))
+    speed.time_precisions(wrapped, small, CPU, ("fp32",), 1, tokens=4096)
+    assert set(seen) == {(12, 64)}                             # a small batch is timed whole
+
 # -- batches gathered ahead -----------------------------------------------------------------------
 def test_prefetched_batches_are_exactly_the_plain_ones_and_resume_exactly():
     tokens = np.arange(1000, dtype=np.uint16)
