@@ -6,9 +6,10 @@ fp32 decoding of these shapes is bound by memory bandwidth: every weight is read
 per token. The table prints that ceiling (this machine's measured read bandwidth over
 the bytes read per token) beside the speeds, and rows for our half-precision decode
 weights (`fast_decode(model, dtype=...)`), which read half the bytes, against llama.cpp's
-f16 GGUF (its default f16 KV cache). Every call enters its own fast-decoding scope, as
-`glassgpt generate` does: the copies' cost is in the figures. Time to first token: a
-512-token prompt, prefill and the first token.
+f16 GGUF (its default f16 KV cache), and the same decoding with PyTorch's products for
+one row in place of the compiled kernel (`fast_decode(..., kernel=False)`). Every call
+enters its own fast-decoding scope, as `glassgpt generate` does: the copies' cost is in
+the figures. Time to first token: a 512-token prompt, prefill and the first token.
 
 The runs are interleaved round by round (ours, llama.cpp, transformers, ours, ...) so a
 change in the machine's load hits them alike; each figure is the median over the rounds.
@@ -41,8 +42,9 @@ except ImportError:
     llama_cpp = None
 
 
-def decode_ours(model, prompt: list[int], n: int, dtype=None, op_by_op: bool = True) -> list[int]:
-    with fast_decode(model, dtype=dtype, op_by_op=op_by_op):
+def decode_ours(model, prompt: list[int], n: int, dtype=None, op_by_op: bool = True, kernel: bool = True
+                ) -> list[int]:
+    with fast_decode(model, dtype=dtype, op_by_op=op_by_op, kernel=kernel):
         return generate(model, prompt, max_new_tokens=n, temperature=0)[0].ids
 
 
@@ -122,6 +124,8 @@ def measure(name: str, layers: int, d_model: int, heads: int, n: int, rounds: in
                 "ours model forward": lambda: decode_ours(ours, prompt, n, op_by_op=False)}
         for dtype in ("float32", "float16", "bfloat16"):
             runs[f"ours {dtype}"] = lambda dtype=dtype: decode_ours(ours, prompt, n, dtype)
+            if dtype != "bfloat16":
+                runs[f"ours {dtype} no kernel"] = lambda dtype=dtype: decode_ours(ours, prompt, n, dtype, kernel=False)
             if dtype in llms:
                 runs[f"llama {dtype}"] = lambda llm=llms[dtype]: decode_llama(llm, prompt, n)
         first = {"ours": lambda: decode_ours(ours, long_prompt, 1)}
@@ -145,6 +149,11 @@ def measure(name: str, layers: int, d_model: int, heads: int, n: int, rounds: in
         rows.append((f"{name} {dtype} decode weights", tps, llama_tps, ratio(tps, llama_tps),
                      n / seconds["hf"] if dtype == "float32" else None,
                      ratio(tps, n / seconds["hf"]), "; ".join(same)))
+        if f"ours {dtype} no kernel" in seconds:
+            plain = n / seconds[f"ours {dtype} no kernel"]
+            rows.append((f"  {dtype}, one-row products by PyTorch (kernel=False)", plain, llama_tps,
+                         ratio(plain, llama_tps), None, ratio(plain, n / seconds["hf"]),
+                         agreement(outputs[f"ours {dtype} no kernel"], reference) + " as ours fp32"))
         if dtype == "float32":
             forward = n / seconds["ours model forward"]
             rows.append(("  float32, every step through the model's forward (op_by_op=False)", forward, llama_tps,

@@ -1,10 +1,11 @@
 """Where one decode step spends its time: batch 1, one new token after a 64-token prompt,
 inside `fast_decode` (as `generate` runs it), greedy sampling through the sampler chain.
 
-    python -m benchmarks.profile_decode [--shape 6x384] [--threads 1] [--steps 64] [--model-forward]
+    python -m benchmarks.profile_decode [--shape 6x384] [--threads 1] [--steps 64] [--model-forward] [--no-kernel]
 
 --model-forward profiles each step through the model's own forward (the engine before its
-op-by-op step), for the before/after.
+op-by-op step), --no-kernel with PyTorch's one-row products in place of the compiled
+kernel (generate/kernels), for the before/after.
 
 torch.profiler's self time of every ATen op, summed into the pipeline's parts:
 
@@ -39,7 +40,7 @@ from glassgpt.model import GPT, GPTConfig
 SHAPES = {"6x384": (6, 384, 6), "12x768": (12, 768, 12)}
 PARTS = {   # ATen op -> part of the step (ops not listed count as "other tensor ops")
     "matrix-vector products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::mv", "aten::addmv",
-                               "mkldnn::_linear_pointwise", "aten::linear", "aten::matmul"),
+                               "mkldnn::_linear_pointwise", "aten::linear", "aten::matmul", "glassgpt::rowdot"),
     "attention over the cache": ("aten::_scaled_dot_product_flash_attention_for_cpu",
                                  "aten::scaled_dot_product_attention", "aten::_softmax", "aten::baddbmm"),
     "KV-cache writes (copy_)": ("aten::copy_",),
@@ -100,17 +101,22 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs without the profiler (median)")
     p.add_argument("--model-forward", action="store_true",
                    help="every step through the model's forward (fast_decode(op_by_op=False)), for before/after")
+    p.add_argument("--no-kernel", action="store_true",
+                   help="one-row products by PyTorch instead of the compiled kernel (fast_decode(kernel=False))")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     layers, d_model, heads = SHAPES[args.shape]
     header(f"decode step profile: {args.shape}, vocab 50257, batch 1, after a 64-token prompt, "
            f"{'model forward' if args.model_forward else 'op-by-op step'}, "
+           f"{'PyTorch products' if args.no_kernel else 'compiled one-row kernel'}, "
            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
     model, tiny = build(layers, d_model, heads, 50257), build(layers, 64, 4, 64)
     real, small = Stepper(model, args.steps), Stepper(tiny, args.steps)
     op_by_op = not args.model_forward
-    with torch.inference_mode(), fast_decode(model, op_by_op=op_by_op), fast_decode(tiny, op_by_op=op_by_op):
+    kernel = not args.no_kernel
+    with (torch.inference_mode(), fast_decode(model, op_by_op=op_by_op, kernel=kernel),
+          fast_decode(tiny, op_by_op=op_by_op, kernel=kernel)):
         real.run(), small.run()                                        # copies made, caches warm
         walls, tiny_walls = [], []
         for _ in range(args.repeats):                                   # interleaved: the load hits both alike

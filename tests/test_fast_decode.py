@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import glassgpt.generate.fast as fast
+from glassgpt.generate import kernels
 from glassgpt.errors import ConfigError, GlassError
 from glassgpt.generate import Session, generate, generate_batch
 from glassgpt.generate.fast import DECODE_ROWS, PROMPT_ROWS, SPLIT_BYTES, active_scope, fast_decode
@@ -55,7 +56,7 @@ def test_every_layout_equals_the_plain_product(shape, rows):
     torch.manual_seed(0)
     layer, x = nn.Linear(*shape), torch.randn(2, rows, shape[0])[:1]
     expected = F.linear(x, layer.weight, layer.bias)
-    with torch.no_grad(), fast_decode(layer) as scope:
+    with torch.no_grad(), fast_decode(layer, kernel=False) as scope:      # PyTorch's products (the kernel: below)
         for _ in range(3):                                                  # plain, then copies made and read
             torch.testing.assert_close(layer(x), expected, atol=1e-6, rtol=1e-5)
         made = scope.bytes_held
@@ -73,11 +74,76 @@ def test_one_row_split_across_threads_equals_the_plain_product(shape, threads):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        with torch.no_grad(), fast_decode(layer):
+        with torch.no_grad(), fast_decode(layer, kernel=False):
             for _ in range(2):
                 torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+# -- the compiled one-row kernel (generate/kernels/rowdot.cpp) --------------------------------------
+def built_kernel():
+    op = kernels.rowdot()
+    assert op is not None, "the decode kernel did not build: a C++ compiler and ninja are needed (see above)"
+    return op
+
+
+@pytest.mark.parametrize("shape", [(16, 48), (48, 16), (37, 5), (384, 1536), (64, 17000)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_kernel_equals_the_plain_product_for_every_weight_dtype(shape, threads, bias):
+    op = built_kernel()
+    torch.manual_seed(0)
+    layer, x = nn.Linear(*shape, bias=bias), torch.randn(1, shape[0])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            weight = layer.weight.detach().to(dtype)
+            expected = F.linear(x.double(), weight.double(), None if layer.bias is None else layer.bias.double())
+            got = op(weight, x, None if layer.bias is None else layer.bias.detach())
+            assert got.shape == (1, shape[1]) and got.dtype == torch.float32
+            torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)   # float32 sums of the same
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_row_products_go_through_the_kernel_without_copies_and_see_every_edit():
+    built_kernel()
+    model, x = model_and_ids()
+    exact = cached_logits(model, x, prefill=12)
+    with fast_decode(model) as scope:
+        assert scope.kernel is not None
+        torch.testing.assert_close(cached_logits(model, x, prefill=12), exact, atol=1e-5, rtol=1e-5)
+        assert scope.bytes_held == 0 or all(kind == "packed" for _, kind in scope.copies)   # one row: no copies
+    with fast_decode(model, dtype="float16") as scope:
+        half = cached_logits(model, x, prefill=12)
+        assert any(kind == "half" for _, kind in scope.copies)
+    torch.testing.assert_close(half, exact, atol=1e-2, rtol=0)
+
+
+def test_without_the_kernel_pytorch_products_give_the_same_logits(monkeypatch):
+    model, x = model_and_ids()
+    with fast_decode(model) as scope:
+        with_kernel = cached_logits(model, x, prefill=12)
+    monkeypatch.setattr(kernels, "rowdot", lambda: None)                  # as where it cannot be built
+    with fast_decode(model) as scope:
+        assert scope.kernel is None
+        torch.testing.assert_close(cached_logits(model, x, prefill=12), with_kernel, atol=1e-5, rtol=1e-5)
+
+
+def test_a_kernel_that_cannot_be_built_says_so_in_one_line_and_decoding_goes_on(monkeypatch, capsys):
+    from torch.utils import cpp_extension
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("Error building extension: c++: not found\nlots of compiler output")
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    monkeypatch.setattr(kernels, "build_name", lambda: "glassgpt_rowdot_never_built")
+    assert kernels.rowdot.__wrapped__() is None
+    lines = [line for line in capsys.readouterr().err.splitlines() if "could not be built" in line]
+    assert len(lines) == 1 and "c++: not found" in lines[0] and "lots of compiler output" not in lines[0]
+    monkeypatch.setenv("GLASSGPT_DECODE_KERNEL", "0")
+    assert kernels.rowdot.__wrapped__() is None                           # switched off: not even tried
 
 
 @pytest.mark.parametrize("broken", ["onednn_linear", "onednn_pack"])
@@ -148,7 +214,7 @@ def test_gradients_inside_the_scope_are_refused():
 
 def test_without_copies_nothing_is_held_and_the_logits_are_the_same():
     model, x = model_and_ids()
-    with fast_decode(model) as scope:
+    with fast_decode(model, kernel=False) as scope:          # PyTorch's products read copies
         copied = cached_logits(model, x, prefill=12)
         assert scope.bytes_held > 0
     with fast_decode(model, copies=False) as scope:
