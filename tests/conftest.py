@@ -1,4 +1,5 @@
-"""Suite-wide settings: one thread per test process.
+"""Suite-wide settings: one thread per test process; the speed history of training runs in a
+temporary file (GLASSGPT_SPEED_HISTORY), so the suite neither reads nor writes the user's.
 
 pytest-xdist runs one worker per core; torch's own thread pool on top of that would
 oversubscribe the cores (tiny models then run many times slower while threads spin).
@@ -8,6 +9,14 @@ import os
 
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# what training runs measure (precision, compile) stays in the test session, not the user's cache
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_speed = tempfile.mkdtemp(prefix="glassgpt-speed-")
+atexit.register(shutil.rmtree, _speed, True)
+os.environ["GLASSGPT_SPEED_HISTORY"] = os.path.join(_speed, "history.json")
 
 import torch  # noqa: E402
 

@@ -28,3 +28,8 @@ class DivergedError(GlassError):
 
 class LockedError(GlassError):
     """Another process is using this directory."""
+
+
+class Notice(UserWarning):
+    """A one-line note for the person at the keyboard that is not an error (a one-off wait,
+    a slower path taken): a warning, which the CLI prints as `glassgpt: ...`."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from ..errors import GlassError
+from ..errors import GlassError, Notice
 
 # One module per command group, in the order `--help` lists them.
 COMMANDS = [
@@ -41,9 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def notices_on_one_line(show):
+    """The library's notices (errors.Notice) as one line each; other warnings as Python shows them."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Notice):
+            print(f"glassgpt: {message}", file=sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = notices_on_one_line(warnings.showwarning)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -3,8 +3,9 @@
 It is built on first use with PyTorch's C++ extension tools and the machine's C++
 compiler (for this CPU's vector instructions), once per machine, and kept in torch's
 extension directory (TORCH_EXTENSIONS_DIR). Where it cannot be built (no compiler, no
-ninja) or GLASSGPT_DECODE_KERNEL=0, decoding uses PyTorch's own products and one line
-says so. It is only ever called inside `fast_decode` (glassgpt.generate.fast).
+ninja) or GLASSGPT_DECODE_KERNEL=0, decoding uses PyTorch's own products; a one-line
+warning (KernelNotice) says it is being built, or why it could not be. It is only ever
+called inside `fast_decode` (glassgpt.generate.fast).
 """
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ import functools
 import hashlib
 import os
 import shutil
-import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ...errors import Notice
+
 SOURCE = Path(__file__).with_name("rowdot.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp"]        # this CPU's vector instructions; OpenMP for CPU threads
+
+
+class KernelNotice(Notice):
+    """One line about the kernel: being built (once), or not buildable here."""
 
 
 def enabled() -> bool:
@@ -58,8 +65,8 @@ def rowdot() -> Callable | None:
     name = build_name()
     directory = Path(cpp_extension.get_default_build_root(), "glassgpt", name)
     if not (directory / f"{name}.so").is_file():
-        print("glassgpt: building the decode kernel for this CPU (once, ~15 s; "
-              "GLASSGPT_DECODE_KERNEL=0 skips it)", file=sys.stderr)
+        warnings.warn("building the decode kernel for this CPU (once, ~15 s; GLASSGPT_DECODE_KERNEL=0 "
+                      "skips it)", KernelNotice, stacklevel=2)
     try:
         find_ninja()
         directory.mkdir(parents=True, exist_ok=True)
@@ -68,6 +75,6 @@ def rowdot() -> Callable | None:
         return torch.ops.glassgpt.rowdot
     except Exception as error:                     # no compiler, no ninja, a refused flag: PyTorch's products
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"glassgpt: the decode kernel could not be built ({reason[:160]}); decoding uses PyTorch's "
-              f"products (install a C++ compiler and ninja for ~1.2x faster decoding)", file=sys.stderr)
+        warnings.warn(f"the decode kernel could not be built ({reason[:160]}); decoding uses PyTorch's "
+                      f"products (a C++ compiler and ninja make it 1.1-1.5x faster)", KernelNotice, stacklevel=2)
         return None
