@@ -133,13 +133,14 @@ def test_without_the_kernel_pytorch_products_give_the_same_logits(monkeypatch):
         torch.testing.assert_close(cached_logits(model, x, prefill=12), with_kernel, atol=1e-5, rtol=1e-5)
 
 
-def test_a_kernel_that_cannot_be_built_says_so_in_one_line_and_decoding_goes_on(monkeypatch):
+def test_a_kernel_that_cannot_be_built_says_so_in_one_line_and_decoding_goes_on(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
     def no_compiler(**kwargs):
         raise RuntimeError("Error building extension: c++: not found\nlots of compiler output")
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     monkeypatch.setattr(kernels, "build_name", lambda: "glassgpt_rowdot_never_built")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     with pytest.warns(kernels.KernelNotice) as notices:
         assert kernels.rowdot.__wrapped__() is None
     lines = [str(n.message) for n in notices if "could not be built" in str(n.message)]

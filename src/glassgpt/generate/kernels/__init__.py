@@ -63,7 +63,8 @@ def rowdot() -> Callable | None:
         return None
     from torch.utils import cpp_extension
     name = build_name()
-    directory = Path(cpp_extension.get_default_build_root(), "glassgpt", name)
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    directory = Path(root, "glassgpt", name)
     if not (directory / f"{name}.so").is_file():
         warnings.warn("building the decode kernel for this CPU (once, ~15 s; GLASSGPT_DECODE_KERNEL=0 "
                       "skips it)", KernelNotice, stacklevel=2)
