@@ -64,6 +64,14 @@ def corpus_model(corpus: str, kind: str, context_length: int, vocab_size: int = 
     return probe_model(seed, tokenizer=tok, context_length=context_length)
 
 
+def prepared_chars(path, text: str):
+    """A character-level training set prepared in `path` from `text` (a corpus.txt beside it)."""
+    from glassgpt.train import prepare
+    (path / "corpus.txt").write_text(text)
+    prepare([path / "corpus.txt"], path, tokenizer="char", progress=False)
+    return path
+
+
 def experiment_model(context_length: int = 256, seed: int = 0) -> tuple[GPT, CharTokenizer]:
     """The experiments tests' model: one layer over a wide ASCII alphabet."""
     torch.manual_seed(seed)

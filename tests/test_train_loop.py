@@ -10,7 +10,8 @@ from PIL import Image
 
 from glassgpt.errors import CheckpointError, GlassError
 from glassgpt.model import GPT, GPTConfig, load, save
-from glassgpt.train import TrainConfig, prepare, train
+from glassgpt.train import TrainConfig, train
+from helpers import prepared_chars
 from glassgpt.train import data as data_module
 from glassgpt.train import state as state_module
 from glassgpt.train.loop import make_optimizer
@@ -34,10 +35,7 @@ def quick(**overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data")
-    (path / "corpus.txt").write_text(TEXT * 2)
-    prepare([path / "corpus.txt"], path, tokenizer="char", progress=False)
-    return path
+    return prepared_chars(tmp_path_factory.mktemp("data"), TEXT * 2)
 
 
 def losses(run_dir) -> list[tuple]:

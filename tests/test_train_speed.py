@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from glassgpt.model import GPTConfig
-from glassgpt.train import TrainConfig, prepare, train
+from glassgpt.train import TrainConfig, train
+from helpers import prepared_chars
 from glassgpt.train import loop as loop_module
 from glassgpt.train import speed
 from glassgpt.train.data import PrefetchedBatches, RandomBatches
@@ -23,10 +24,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data")
-    (path / "corpus.txt").write_text(TEXT * 3)
-    prepare([path / "corpus.txt"], path, tokenizer="char", progress=False)
-    return path
+    return prepared_chars(tmp_path_factory.mktemp("data"), TEXT * 3)
 
 
 def tiny() -> GPTConfig:
